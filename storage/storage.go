@@ -1,0 +1,174 @@
+// Package storage keeps everything Beacon must not forget behind small
+// interfaces: the ordered message log, session records (with a revision for
+// compare-and-swap), each session's pending deliveries and inbound QoS 2
+// state, retained messages and bridge cursors.
+//
+// The memory implementation (NewMemory) backs tests and `--storage memory`;
+// the badger implementation is the default of `beacon serve`. Both run the
+// same test suite (suite_test.go). No other package of Beacon knows badger.
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/beaconmq/beacon/packets"
+)
+
+// Errors returned by every implementation.
+var (
+	// ErrNotFound: no record under that key.
+	ErrNotFound = errors.New("storage: not found")
+	// ErrRevisionMismatch: a compare-and-swap write carried a stale
+	// revision; another owner wrote the record since it was read.
+	ErrRevisionMismatch = errors.New("storage: revision mismatch")
+	// ErrFull: the store cannot take more data (disk full, size limit).
+	ErrFull = errors.New("storage: full")
+	// ErrClosed: the store has been closed.
+	ErrClosed = errors.New("storage: closed")
+)
+
+// Message is one application message on the log. It is written once
+// however many sessions it reaches; sessions and bridges refer to it by Seq.
+type Message struct {
+	Seq        uint64 // assigned by Log.Append, strictly increasing
+	Topic      string
+	Payload    []byte
+	QoS        byte
+	Retain     bool
+	Properties packets.Properties // 5.0 properties as published, topic alias stripped
+	Publisher  string             // client ID of the publisher (No Local)
+	Created    time.Time          // arrival time; with Properties.MessageExpiry gives expiry
+}
+
+// ExpiresAt is the moment the message expires, or the zero time if it
+// carries no Message Expiry Interval.
+func (m *Message) ExpiresAt() time.Time {
+	if !m.Properties.Has(packets.PropMessageExpiry) {
+		return time.Time{}
+	}
+	return m.Created.Add(time.Duration(m.Properties.MessageExpiry) * time.Second)
+}
+
+// Log is the ordered message log with one global sequence.
+type Log interface {
+	// Append stores msgs in order, assigns each its Seq and returns once
+	// they are durable in the configured durability mode. Concurrent callers
+	// are group-committed.
+	Append(ctx context.Context, msgs ...*Message) error
+	// Get returns the message with sequence seq, or ErrNotFound.
+	Get(seq uint64) (*Message, error)
+	// Scan calls fn for messages with from <= Seq, in order, until fn
+	// returns false or the log ends.
+	Scan(from uint64, fn func(*Message) bool) error
+	// Head is the sequence number of the newest message (0 when empty).
+	Head() uint64
+	// DeleteMessages removes log entries nothing refers to any more.
+	DeleteMessages(seqs ...uint64) error
+}
+
+// Subscription is one stored subscription of a session.
+type Subscription struct {
+	Filter            string // as subscribed, including any $share/{group}/ prefix
+	QoS               byte
+	NoLocal           bool
+	RetainAsPublished bool
+	RetainHandling    byte
+	SubscriptionID    uint32 // 0 = none
+}
+
+// Session is the persistent part of one client's session.
+type Session struct {
+	ClientID       string
+	Revision       uint64 // set by the store on every successful save
+	Version        packets.Version
+	ExpiryInterval uint32    // seconds; 0xFFFFFFFF never expires
+	DisconnectedAt time.Time // zero while connected
+	Subscriptions  []Subscription
+	// Will is the pending will message of a disconnected session whose Will
+	// Delay has not elapsed yet; WillAt says when it is due.
+	Will   *Message
+	WillAt time.Time
+}
+
+// SessionStore keeps session records with compare-and-swap revisions, the
+// fence for session takeover.
+type SessionStore interface {
+	// LoadSession returns the record or ErrNotFound.
+	LoadSession(clientID string) (*Session, error)
+	// SaveSession writes s if the stored revision equals s.Revision (0 =
+	// must not exist yet), then sets s.Revision to the new revision.
+	// Otherwise it returns ErrRevisionMismatch.
+	SaveSession(s *Session) error
+	// DeleteSession removes the record and the session's pending and
+	// inbound entries, if the stored revision equals rev (0 = any).
+	DeleteSession(clientID string, rev uint64) error
+	// Sessions calls fn for every stored session.
+	Sessions(fn func(*Session) bool) error
+}
+
+// Delivery states of a pending entry.
+const (
+	PendingQueued   byte = iota // not sent yet
+	PendingSent                 // PUBLISH sent, awaiting PUBACK/PUBREC
+	PendingReleased             // QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP
+)
+
+// Pending is one outbound delivery owed to a session: a pointer to a log
+// message with its delivery QoS and state.
+type Pending struct {
+	Seq             uint64
+	QoS             byte // delivery QoS: min(published, granted)
+	Retain          bool // RETAIN flag to send
+	SubscriptionIDs []uint32
+	PacketID        uint16 // assigned when first sent
+	State           byte
+}
+
+// QueueStore keeps each session's pending deliveries (offline queue and
+// outbound inflight) and its inbound QoS 2 packet identifiers.
+type QueueStore interface {
+	// Enqueue adds entries for clientID, ordered by Seq.
+	Enqueue(clientID string, entries ...Pending) error
+	// UpdatePending replaces the entry with the same Seq.
+	UpdatePending(clientID string, p Pending) error
+	// RemovePending deletes the entries with these sequence numbers.
+	RemovePending(clientID string, seqs ...uint64) error
+	// ScanPending calls fn for clientID's entries with Seq >= from in Seq
+	// order until fn returns false.
+	ScanPending(clientID string, from uint64, fn func(Pending) bool) error
+	// CountPending returns the number of entries for clientID.
+	CountPending(clientID string) (int, error)
+	// Inbound QoS 2: packet identifiers whose PUBLISH was received and
+	// acknowledged with PUBREC but not yet released.
+	AddInbound(clientID string, packetID uint16) error
+	RemoveInbound(clientID string, packetID uint16) error
+	Inbound(clientID string) ([]uint16, error)
+}
+
+// RetainedStore keeps the last retained message per topic.
+type RetainedStore interface {
+	// SetRetained stores m as the retained message of m.Topic.
+	SetRetained(m *Message) error
+	// DeleteRetained removes the retained message of topic, if any.
+	DeleteRetained(topic string) error
+	// Retained calls fn for every retained message.
+	Retained(fn func(*Message) bool) error
+}
+
+// CursorStore keeps named positions on the log (bridges).
+type CursorStore interface {
+	Cursor(name string) (uint64, error) // 0 when never set
+	SetCursor(name string, seq uint64) error
+}
+
+// Store is everything a broker needs from persistence.
+type Store interface {
+	Log
+	SessionStore
+	QueueStore
+	RetainedStore
+	CursorStore
+	Close() error
+}
