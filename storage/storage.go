@@ -53,18 +53,27 @@ func (m *Message) ExpiresAt() time.Time {
 
 // Log is the ordered message log with one global sequence.
 type Log interface {
-	// Append stores msgs in order, assigns each its Seq and returns once
-	// they are durable in the configured durability mode. Concurrent callers
-	// are group-committed.
+	// Append stores msgs in order, assigns each its Seq (one call's messages
+	// get consecutive numbers) and returns once they are durable in the
+	// configured durability mode. Concurrent callers are group-committed.
+	// Messages become visible to readers in Seq order. ctx bounds only the
+	// wait to be accepted: once accepted the call waits for the outcome. On
+	// error Seq is left 0 and the caller must not acknowledge the messages;
+	// they may still be on disk (a failed fsync after the write), which makes
+	// a retry a duplicate, never a loss.
 	Append(ctx context.Context, msgs ...*Message) error
 	// Get returns the message with sequence seq, or ErrNotFound.
 	Get(seq uint64) (*Message, error)
 	// Scan calls fn for messages with from <= Seq, in order, until fn
-	// returns false or the log ends.
+	// returns false or the log ends. No lock is held while fn runs, so fn
+	// may call the store.
 	Scan(from uint64, fn func(*Message) bool) error
-	// Head is the sequence number of the newest message (0 when empty).
+	// Head is the last sequence number assigned (0 when nothing was ever
+	// appended). It does not go back when that message is deleted, nor on
+	// restart: sequence numbers are never reused.
 	Head() uint64
-	// DeleteMessages removes log entries nothing refers to any more.
+	// DeleteMessages removes log entries nothing refers to any more;
+	// unknown sequence numbers are ignored.
 	DeleteMessages(seqs ...uint64) error
 }
 
@@ -92,8 +101,10 @@ type Session struct {
 	WillAt time.Time
 }
 
-// SessionStore keeps session records with compare-and-swap revisions, the
-// fence for session takeover.
+// SessionStore keeps session records, keyed by client ID [MQTT-3.1.3-2],
+// with compare-and-swap revisions, the fence for session takeover.
+// Revisions come from one store-wide counter, so a record deleted and
+// created again never repeats a revision a stale owner may still hold.
 type SessionStore interface {
 	// LoadSession returns the record or ErrNotFound.
 	LoadSession(clientID string) (*Session, error)
@@ -102,7 +113,9 @@ type SessionStore interface {
 	// Otherwise it returns ErrRevisionMismatch.
 	SaveSession(s *Session) error
 	// DeleteSession removes the record and the session's pending and
-	// inbound entries, if the stored revision equals rev (0 = any).
+	// inbound entries, if the stored revision equals rev (0 = any; with rev
+	// != 0 a missing record is ErrRevisionMismatch). Retained messages are
+	// not session state and stay [MQTT-3.1.2-7].
 	DeleteSession(clientID string, rev uint64) error
 	// Sessions calls fn for every stored session.
 	Sessions(fn func(*Session) bool) error
@@ -129,11 +142,14 @@ type Pending struct {
 // QueueStore keeps each session's pending deliveries (offline queue and
 // outbound inflight) and its inbound QoS 2 packet identifiers.
 type QueueStore interface {
-	// Enqueue adds entries for clientID, ordered by Seq.
+	// Enqueue adds entries for clientID, ordered by Seq; an entry whose Seq
+	// is already queued replaces it.
 	Enqueue(clientID string, entries ...Pending) error
-	// UpdatePending replaces the entry with the same Seq.
+	// UpdatePending replaces the entry with the same Seq, or returns
+	// ErrNotFound.
 	UpdatePending(clientID string, p Pending) error
-	// RemovePending deletes the entries with these sequence numbers.
+	// RemovePending deletes the entries with these sequence numbers;
+	// unknown ones are ignored.
 	RemovePending(clientID string, seqs ...uint64) error
 	// ScanPending calls fn for clientID's entries with Seq >= from in Seq
 	// order until fn returns false.
@@ -141,13 +157,16 @@ type QueueStore interface {
 	// CountPending returns the number of entries for clientID.
 	CountPending(clientID string) (int, error)
 	// Inbound QoS 2: packet identifiers whose PUBLISH was received and
-	// acknowledged with PUBREC but not yet released.
+	// acknowledged with PUBREC but not yet released; a PUBLISH arriving
+	// again with such an id is answered without a second onward delivery
+	// [MQTT-4.3.3-2] (3.1.1) [MQTT-4.3.3-10] (5.0), also after a restart.
+	// Inbound lists them in ascending order.
 	AddInbound(clientID string, packetID uint16) error
 	RemoveInbound(clientID string, packetID uint16) error
 	Inbound(clientID string) ([]uint16, error)
 }
 
-// RetainedStore keeps the last retained message per topic.
+// RetainedStore keeps the last retained message per topic [MQTT-3.3.1-5].
 type RetainedStore interface {
 	// SetRetained stores m as the retained message of m.Topic.
 	SetRetained(m *Message) error
@@ -163,7 +182,8 @@ type CursorStore interface {
 	SetCursor(name string, seq uint64) error
 }
 
-// Store is everything a broker needs from persistence.
+// Store is everything a broker needs from persistence. Every method is
+// safe for concurrent use; after Close every method returns ErrClosed.
 type Store interface {
 	Log
 	SessionStore

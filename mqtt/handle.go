@@ -1,0 +1,339 @@
+package mqtt
+
+import (
+	"errors"
+	"time"
+
+	"github.com/beaconmq/beacon/packets"
+	"github.com/beaconmq/beacon/session"
+	"github.com/beaconmq/beacon/storage"
+)
+
+// handle dispatches one packet received after CONNECT. A returned error
+// closes the connection; a packets.ReasonCode is sent to 5.0 clients in
+// DISCONNECT first.
+func (c *client) handle(p packets.Packet) error {
+	var err error
+	switch p := p.(type) {
+	case *packets.Publish:
+		err = c.handlePublish(p)
+	case *packets.Puback:
+		d, e := c.sess.Puback(p.PacketID)
+		if e != nil {
+			c.log.Debug("PUBACK for unknown packet id", "id", p.PacketID)
+		} else if p.ReasonCode.IsError() {
+			// Not retransmitted [MQTT-4.4.0-2], not given to another
+			// subscriber [MQTT-4.8.2-6]: dead-lettered.
+			c.srv.stats.NegativeAcks.Add(1)
+			c.srv.deadLetter(c.id, d.Msg, "nack", p.ReasonCode.String())
+		}
+	case *packets.Pubrec:
+		err = c.handlePubrec(p)
+	case *packets.Pubrel:
+		known, e := c.sess.InboundRelease(p.PacketID)
+		if e != nil {
+			c.log.Warn("releasing inbound QoS 2 state failed", "err", e)
+		}
+		ack := &packets.Pubcomp{PacketID: p.PacketID} // [MQTT-4.3.3-11]
+		if !known && c.version == packets.V5 {
+			ack.ReasonCode = packets.PacketIdentifierNotFound
+		}
+		err = c.send(ack)
+	case *packets.Pubcomp:
+		if _, e := c.sess.Pubcomp(p.PacketID); e != nil {
+			c.log.Debug("PUBCOMP for unknown packet id", "id", p.PacketID)
+		}
+	case *packets.Subscribe:
+		err = c.handleSubscribe(p)
+	case *packets.Unsubscribe:
+		err = c.handleUnsubscribe(p)
+	case *packets.Pingreq:
+		err = c.send(&packets.Pingresp{}) // [MQTT-3.12.4-1]
+	case *packets.Disconnect:
+		return c.handleDisconnect(p)
+	case *packets.Connect:
+		return packets.ProtocolError // [MQTT-3.1.0-2]
+	default:
+		// AUTH without an authentication method in CONNECT, and packets
+		// only a server sends.
+		return packets.ProtocolError
+	}
+	if errors.Is(err, errClosing) {
+		return nil // the connection is going away; the reader ends soon
+	}
+	return err
+}
+
+func (c *client) handlePubrec(p *packets.Pubrec) error {
+	failed := p.ReasonCode.IsError()
+	d, err := c.sess.Pubrec(p.PacketID, failed)
+	if err == nil && failed {
+		c.srv.stats.NegativeAcks.Add(1)
+		c.srv.deadLetter(c.id, d.Msg, "nack", p.ReasonCode.String())
+	}
+	if err != nil {
+		// Unknown identifier: answer so the client can finish its side.
+		rel := &packets.Pubrel{PacketID: p.PacketID}
+		if c.version == packets.V5 {
+			rel.ReasonCode = packets.PacketIdentifierNotFound
+		}
+		return c.send(rel)
+	}
+	if failed {
+		return nil // [MQTT-4.4.0-2] the exchange ends with the error
+	}
+	return c.send(&packets.Pubrel{PacketID: p.PacketID}) // [MQTT-4.3.3-4]
+}
+
+// handlePublish takes an application message from the client: topic alias
+// resolution, permission and limit checks, the inbound QoS 2 duplicate
+// check, durable append, routing, and then the acknowledgement
+// [MQTT-3.3.4-1].
+func (c *client) handlePublish(p *packets.Publish) error {
+	s := c.srv
+	s.stats.MessagesReceived.Add(1)
+	s.stats.PublishReceived[p.QoS].Add(1)
+	topic := p.Topic
+	if c.version == packets.V5 && p.Properties.Has(packets.PropTopicAlias) {
+		a := p.Properties.TopicAlias
+		if a == 0 || a > s.opts.TopicAliasMaximum {
+			return packets.TopicAliasInvalid // [MQTT-3.3.2-8] [MQTT-3.3.2-9]
+		}
+		if topic != "" {
+			c.inAliases[a] = topic
+		} else if t, ok := c.inAliases[a]; ok {
+			topic = t
+		} else {
+			return packets.ProtocolError // alias never set on this connection
+		}
+	}
+	if topic == "" {
+		return packets.ProtocolError
+	}
+	if p.QoS > s.opts.MaxQoS {
+		return packets.QoSNotSupported // [MQTT-3.2.2-11]
+	}
+	if p.Retain && !s.opts.RetainAvailable {
+		return packets.RetainNotSupported // 5.0 §3.2.2.3.5: RETAIN without Retain Available
+	}
+	if p.QoS > 0 {
+		dup, err := c.sess.InboundCheck(p.PacketID, p.QoS)
+		if err != nil && c.version == packets.V5 {
+			return packets.ReceiveMaximumExceeded
+		}
+		if dup {
+			// Still awaiting PUBREL: acknowledge again, deliver nothing
+			// [MQTT-4.3.3-10].
+			return c.send(&packets.Pubrec{PacketID: p.PacketID})
+		}
+	}
+	if reservedTopic(topic) {
+		s.stats.DroppedReserved.Add(1)
+		c.log.Debug("PUBLISH to reserved topic dropped", "topic", topic)
+		return c.ackPublish(p, packets.NotAuthorized)
+	}
+	m := &storage.Message{
+		Topic:      topic,
+		Payload:    p.Payload, // the Reader allocates every packet body afresh
+		QoS:        p.QoS,
+		Retain:     p.Retain,
+		Properties: forwardProperties(&p.Properties),
+		Publisher:  c.id,
+		Created:    time.Now(),
+	}
+	if _, err := s.publish(m); err != nil {
+		c.log.Warn("storing PUBLISH failed", "topic", topic, "err", err)
+		if p.QoS == 0 {
+			return nil // counted in StorageErrors
+		}
+		if c.version != packets.V5 {
+			// 3.1.1 cannot refuse a PUBLISH: close without acknowledging so
+			// the client sends it again.
+			return packets.UnspecifiedError
+		}
+		rc := packets.UnspecifiedError
+		if errors.Is(err, storage.ErrFull) {
+			rc = packets.QuotaExceeded
+		}
+		return c.ackPublish(p, rc)
+	}
+	return c.ackPublish(p, packets.Success)
+}
+
+// ackPublish sends PUBACK (QoS 1) or PUBREC (QoS 2) with rc; 3.1.1 acks
+// carry no reason code, so a refused message is acknowledged as received.
+func (c *client) ackPublish(p *packets.Publish, rc packets.ReasonCode) error {
+	if c.version != packets.V5 {
+		rc = packets.Success
+	}
+	switch p.QoS {
+	case 1:
+		return c.send(&packets.Puback{PacketID: p.PacketID, ReasonCode: rc}) // [MQTT-4.3.2-4]
+	case 2:
+		if !rc.IsError() {
+			if err := c.sess.InboundAdd(p.PacketID); err != nil {
+				c.log.Warn("saving inbound QoS 2 state failed", "err", err)
+			}
+		}
+		return c.send(&packets.Pubrec{PacketID: p.PacketID, ReasonCode: rc}) // [MQTT-4.3.3-8]
+	}
+	return nil
+}
+
+// forwardProperties copies the PUBLISH properties that travel with the
+// message to subscribers: payload format [MQTT-3.3.2-4], message expiry,
+// content type, response topic, correlation data and user properties in
+// order [MQTT-3.3.2-17] [MQTT-3.3.2-18]. The topic alias and subscription
+// identifiers are per connection and are not copied. Slices are copied
+// because the decoder's buffers may be reused.
+func forwardProperties(in *packets.Properties) packets.Properties {
+	var out packets.Properties
+	out.PayloadFormat = in.PayloadFormat
+	if in.Has(packets.PropMessageExpiry) {
+		out.MessageExpiry = in.MessageExpiry
+		out.Mark(packets.PropMessageExpiry)
+	}
+	out.ContentType = in.ContentType
+	out.ResponseTopic = in.ResponseTopic
+	if in.CorrelationData != nil {
+		out.CorrelationData = append([]byte(nil), in.CorrelationData...)
+	}
+	if len(in.User) > 0 {
+		out.User = append([]packets.UserProperty(nil), in.User...)
+	}
+	return out
+}
+
+// handleSubscribe adds the subscriptions, answers SUBACK with one code per
+// filter in order [MQTT-3.8.4-1] [MQTT-3.8.4-5] [MQTT-3.9.3-1], then sends
+// the matching retained messages (also when a subscription was replaced
+// [MQTT-3.8.4-4]).
+func (c *client) handleSubscribe(p *packets.Subscribe) error {
+	s := c.srv
+	var subID uint32
+	if len(p.Properties.SubscriptionIDs) > 0 {
+		subID = p.Properties.SubscriptionIDs[0]
+	}
+	codes := make([]packets.ReasonCode, len(p.Subscriptions))
+	var retained []storage.Subscription
+	for i, req := range p.Subscriptions {
+		if err := packets.ValidTopicFilter(req.Filter); err != nil {
+			codes[i] = packets.TopicFilterInvalid // 0x8F; 3.1.1 has only 0x80
+			if c.version != packets.V5 {
+				codes[i] = packets.UnspecifiedError
+			}
+			continue
+		}
+		_, _, shared, err := packets.ParseShared(req.Filter)
+		if err != nil {
+			codes[i] = packets.TopicFilterInvalid
+			if c.version != packets.V5 {
+				codes[i] = packets.UnspecifiedError
+			}
+			continue
+		}
+		if shared && req.NoLocal {
+			return packets.ProtocolError // [MQTT-3.8.3-4]
+		}
+		sub := storage.Subscription{
+			Filter:            req.Filter,
+			QoS:               min(req.QoS, s.opts.MaxQoS),
+			NoLocal:           req.NoLocal,
+			RetainAsPublished: req.RetainAsPublished,
+			RetainHandling:    req.RetainHandling,
+			SubscriptionID:    subID,
+		}
+		existed, err := c.sess.Subscribe(sub)
+		if err != nil {
+			c.log.Warn("saving subscription failed", "filter", req.Filter, "err", err)
+			codes[i] = packets.UnspecifiedError
+			continue
+		}
+		s.tree.Subscribe(sub.Filter, c.id, subValue{sess: c.sess, sub: sub}) // replaces an existing one [MQTT-3.8.4-3]
+		codes[i] = packets.ReasonCode(sub.QoS)
+		// Retained messages: on every subscribe (0), only for a new
+		// subscription (1), never (2) [MQTT-3.3.1-9] [MQTT-3.3.1-10]
+		// [MQTT-3.3.1-11]; never for shared subscriptions (5.0 §4.8.2).
+		if !shared && (sub.RetainHandling == 0 || sub.RetainHandling == 1 && !existed) {
+			retained = append(retained, sub)
+		}
+	}
+	if err := c.send(&packets.Suback{PacketID: p.PacketID, ReasonCodes: codes}); err != nil {
+		return err
+	}
+	for _, sub := range retained {
+		s.sendRetained(c.sess, sub)
+	}
+	return nil
+}
+
+// sendRetained delivers the retained messages matching sub, with RETAIN set
+// [MQTT-3.3.1-8], at min(message QoS, granted QoS). Expired retained
+// messages are dropped from the store instead.
+func (s *Server) sendRetained(sess *session.Session, sub storage.Subscription) {
+	var msgs []*storage.Message
+	s.retained.Match(sub.Filter, func(_ string, m *storage.Message) bool {
+		msgs = append(msgs, m)
+		return true
+	})
+	now := time.Now()
+	for _, m := range msgs {
+		if exp := m.ExpiresAt(); !exp.IsZero() && !now.Before(exp) {
+			s.retained.Delete(m.Topic)
+			_ = s.store.DeleteRetained(m.Topic)
+			s.stats.Session.Expired.Add(1)
+			continue
+		}
+		_ = s.deliver(sess, &session.Delivery{
+			Pending: storage.Pending{Seq: m.Seq, QoS: min(m.QoS, sub.QoS), Retain: true, SubscriptionIDs: subIDs(sub)},
+			Msg:     m,
+		})
+	}
+}
+
+// handleUnsubscribe removes subscriptions and answers UNSUBACK, which is
+// sent even when nothing was removed [MQTT-3.10.4-5].
+func (c *client) handleUnsubscribe(p *packets.Unsubscribe) error {
+	codes := make([]packets.ReasonCode, len(p.Filters))
+	for i, f := range p.Filters {
+		if err := packets.ValidTopicFilter(f); err != nil {
+			codes[i] = packets.TopicFilterInvalid
+			continue
+		}
+		existed, err := c.sess.Unsubscribe(f) // exact match [MQTT-3.10.4-1]
+		switch {
+		case err != nil:
+			codes[i] = packets.UnspecifiedError
+		case existed:
+			c.srv.tree.Unsubscribe(f, c.id)
+		default:
+			codes[i] = packets.NoSubscriptionExisted
+		}
+	}
+	return c.send(&packets.Unsuback{PacketID: p.PacketID, ReasonCodes: codes})
+}
+
+// handleDisconnect ends the connection at the client's request. Reason
+// 0x04 keeps the will; every other reason discards it [MQTT-3.14.4-3]. A
+// 5.0 client may change the session expiry, but not from zero (a Protocol
+// Error, 5.0 §3.14.2.2.2).
+func (c *client) handleDisconnect(p *packets.Disconnect) error {
+	if c.version == packets.V5 {
+		if p.Properties.Has(packets.PropSessionExpiry) {
+			if c.connectExpiry == 0 && p.Properties.SessionExpiry != 0 {
+				return packets.ProtocolError
+			}
+			if err := c.sess.SetExpiryInterval(p.Properties.SessionExpiry); err != nil {
+				c.log.Warn("saving session failed", "err", err)
+			}
+		}
+		if p.ReasonCode != packets.DisconnectWithWill {
+			c.noWill = true
+		}
+	} else {
+		c.noWill = true
+	}
+	return errClientDisconnect
+}
+
+var _ = session.NeverExpire

@@ -1,0 +1,47 @@
+package mqtt
+
+import (
+	"sync/atomic"
+
+	"github.com/beaconmq/beacon/session"
+)
+
+// Stats are the server's counters: plain atomics, read by $SYS and (later)
+// the Prometheus exporter. Every message the server does not deliver is
+// counted under one of the Dropped fields, so nothing is lost silently.
+type Stats struct {
+	ConnectionsTotal  atomic.Uint64 // connections accepted
+	ClientsConnected  atomic.Int64  // clients past CONNACK, now
+	ConnectsRefused   atomic.Uint64 // CONNACK with an error code, or CONNECT timeout
+	Connects          atomic.Uint64 // CONNECT packets received
+	PacketsReceived   atomic.Uint64 // control packets of any type received
+	PacketsSent       atomic.Uint64 // control packets of any type queued for sending
+	MessagesReceived  atomic.Uint64 // PUBLISH packets received
+	MessagesSent      atomic.Uint64 // PUBLISH packets sent
+	BytesReceived     atomic.Uint64
+	BytesSent         atomic.Uint64
+	PublishReceived   [3]atomic.Uint64 // by QoS
+	PublishSent       [3]atomic.Uint64 // by QoS
+	RetainedStored    atomic.Uint64
+	WillsPublished    atomic.Uint64
+	SessionsExpired   atomic.Uint64
+	Takeovers         atomic.Uint64
+	SharedRerouted    atomic.Uint64 // unacknowledged shared deliveries handed to another member
+	ProtocolErrors    atomic.Uint64 // connections closed for a malformed packet or protocol error
+	KeepAliveTimeouts atomic.Uint64
+	SlowConsumers     atomic.Uint64 // clients disconnected because a write blocked past WriteTimeout
+	NegativeAcks      atomic.Uint64 // PUBACK/PUBREC with a reason code >= 0x80 (5.0)
+	StorageErrors     atomic.Uint64 // log appends and retained writes that failed
+	DeadLettered      atomic.Uint64 // messages republished on $dlq/broker/...
+	DeadLetterDropped atomic.Uint64 // dead letters lost: queue to the dead-letter publisher full, or publish failed
+
+	DroppedReserved  atomic.Uint64 // client PUBLISH to $SYS/ or $dlq/
+	DroppedSlowQoS0  atomic.Uint64 // QoS 0 beyond a connection's MaxOutboundBytes
+	DroppedNoRoute   atomic.Uint64 // QoS 1/2 deliveries refused by a fenced/ended session
+	DroppedQueueFull atomic.Uint64 // refused by a full session queue (also in Session.Overflow)
+
+	// Session holds the counters the session package increments: expired
+	// while queued, queue overflow, too large for the client, QoS 0 for an
+	// offline session, storage errors.
+	Session session.Stats
+}
