@@ -366,6 +366,9 @@ func TestMQTT311_4_3_2_1(t *testing.T) {
 		t.Fatalf("two unacknowledged QoS 1 messages share packet id %d", p1.PacketID)
 	}
 	c.ack(p1)
+	// The server handles a connection's packets in order: the PINGRESP
+	// proves the PUBACK was processed before this connection goes away.
+	c.expectOpen()
 	c.close()
 	c = connectNew(t, tg, v4, id, false)
 	again := c.expectPublish(wait)

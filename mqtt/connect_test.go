@@ -2,6 +2,8 @@ package mqtt
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -243,4 +245,93 @@ func TestWebSocketEndToEnd(t *testing.T) {
 	if p, ok := read().(*packets.Publish); !ok || string(p.Payload) != "hello" {
 		t.Fatalf("got %+v", p)
 	}
+}
+
+// Every goroutine the server starts is joined by Shutdown: after it the
+// goroutine count is back where it was (clients closed from our side too).
+func TestShutdownJoinsGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	o := DefaultOptions()
+	o.MQTTAddr, o.WSAddr, o.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	o.SysInterval = 10 * time.Millisecond
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.EnableLogGC(10 * time.Millisecond)
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var conns []*tclient
+	for i, v := range []packets.Version{packets.V311, packets.V5, packets.V5} {
+		c := dial(t, s, v)
+		c.connect(fmt.Sprint("g", i), i%2 == 0, func(p *packets.Connect) {
+			p.Will = &packets.Will{Topic: "w", Payload: []byte("x"), QoS: 1}
+			p.Properties.SessionExpiry = 60
+		})
+		c.subscribe(1, packets.Subscription{Filter: "#", QoS: 1})
+		conns = append(conns, c)
+	}
+	conns[0].send(&packets.Publish{Topic: "x", Payload: []byte("y"), QoS: 1, PacketID: 9})
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range conns {
+		_ = c.conn.Close()
+	}
+	eventually(t, testTimeout, func() error {
+		if n := runtime.NumGoroutine(); n > before {
+			return fmt.Errorf("%d goroutines, %d before", n, before)
+		}
+		return nil
+	})
+}
+
+// [MQTT-3.1.2-2] an unsupported protocol level gets CONNACK 0x01 (3.1.1
+// format) and the connection is closed.
+func TestUnsupportedProtocolVersion(t *testing.T) {
+	s := startServer(t, nil)
+	c := dial(t, s, packets.V311)
+	// CONNECT "MQTT" level 6, clean session, keep alive 30, client id "x".
+	c.raw(0x10, 0, 4, 'M', 'Q', 'T', 'T', 6, 0x02, 0, 30, 0, 1, 'x')
+	got := c.expectClosed()
+	if len(got) != 1 {
+		t.Fatalf("got %v, want one CONNACK", got)
+	}
+	if ca, ok := got[0].(*packets.Connack); !ok || ca.ReasonCode != packets.UnsupportedProtocolVersion {
+		t.Fatalf("got %+v, want CONNACK 0x01", got[0])
+	}
+}
+
+// Takeover and the old connection's will: 3.1.1 publishes it (the old
+// connection ended without DISCONNECT); 5.0 with a will delay and the
+// session continuing does not [MQTT-3.1.3-9].
+func TestTakeoverWill(t *testing.T) {
+	s := startServer(t, nil)
+	w := dial(t, s, packets.V5)
+	w.connect("watch", true, nil)
+	w.subscribe(1, packets.Subscription{Filter: "tw/#"})
+	will := func(topic string, delay uint32) func(*packets.Connect) {
+		return func(p *packets.Connect) {
+			p.Properties.SessionExpiry = 60
+			p.Will = &packets.Will{Topic: topic, Payload: []byte("x"), Properties: packets.Properties{WillDelay: delay}}
+		}
+	}
+	old5 := dial(t, s, packets.V5)
+	old5.connect("t5", false, will("tw/five", 30))
+	new5 := dial(t, s, packets.V5)
+	new5.connect("t5", false, nil)
+	old5.expectClosed()
+
+	old3 := dial(t, s, packets.V311)
+	old3.connect("t3", false, will("tw/three", 0))
+	new3 := dial(t, s, packets.V311)
+	new3.connect("t3", false, nil)
+	old3.expectClosed()
+	if p := w.recvPublish(true); p.Topic != "tw/three" {
+		t.Fatalf("will %q, want tw/three only", p.Topic)
+	}
+	w.expectNothing(100 * time.Millisecond)
 }

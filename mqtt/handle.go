@@ -141,6 +141,9 @@ func (c *client) handlePublish(p *packets.Publish) error {
 		Publisher:  c.id,
 		Created:    time.Now(),
 	}
+	if isDelayedTopic(topic) {
+		return c.publishDelayed(p, m) // delayed.go
+	}
 	if _, err := s.publish(m); err != nil {
 		c.log.Warn("storing PUBLISH failed", "topic", topic, "err", err)
 		if p.QoS == 0 {
@@ -271,6 +274,8 @@ func (c *client) handleSubscribe(p *packets.Subscribe) error {
 // [MQTT-3.3.1-8], at min(message QoS, granted QoS). Expired retained
 // messages are dropped from the store instead.
 func (s *Server) sendRetained(sess *session.Session, sub storage.Subscription) {
+	s.gcMu.RLock() // the retained messages' log entries stay until pending
+	defer s.gcMu.RUnlock()
 	var msgs []*storage.Message
 	s.retained.Match(sub.Filter, func(_ string, m *storage.Message) bool {
 		msgs = append(msgs, m)
@@ -280,6 +285,7 @@ func (s *Server) sendRetained(sess *session.Session, sub storage.Subscription) {
 	for _, m := range msgs {
 		if exp := m.ExpiresAt(); !exp.IsZero() && !now.Before(exp) {
 			s.retained.Delete(m.Topic)
+			s.noteRetained(m.Topic, 0)
 			_ = s.store.DeleteRetained(m.Topic)
 			s.stats.Session.Expired.Add(1)
 			continue
@@ -335,5 +341,3 @@ func (c *client) handleDisconnect(p *packets.Disconnect) error {
 	}
 	return errClientDisconnect
 }
-
-var _ = session.NeverExpire

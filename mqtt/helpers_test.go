@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/beaconmq/beacon/packets"
-	"github.com/beaconmq/beacon/storage"
 )
 
 // Test helpers: an in-process server on 127.0.0.1:0 and a raw MQTT client
@@ -301,6 +299,3 @@ func httpGet(t testing.TB, url string) string {
 	}
 	return string(b)
 }
-
-var _ = fmt.Sprint
-var _ storage.Store

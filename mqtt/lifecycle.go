@@ -16,7 +16,8 @@ import (
 // attachSession binds c to the session of its client identifier and makes
 // c the owner of the entry. With clean start the old session, if any, ends
 // [MQTT-3.1.2-4]; without it an existing session is resumed
-// [MQTT-3.1.2-5] or a new one created [MQTT-3.1.2-6]. A live connection
+// [MQTT-3.1.2-5] or a new one created [MQTT-3.1.2-6]; a session with
+// expiry 0 is never resumed from a live connection. A live connection
 // with the same identifier is taken over: it gets DISCONNECT 0x8E (5.0) and
 // is closed [MQTT-3.1.4-3], and c waits (bounded) for it to finish so the
 // session is handed over whole. It returns the CONNACK Session Present
@@ -34,15 +35,19 @@ func (s *Server) attachSession(c *client, clean bool, expiry uint32) (present, o
 		s.sessions[c.id] = e
 	}
 	old := e.cl
+	// A session with expiry 0 ends with its connection [MQTT-3.1.2-23],
+	// also when that connection is being taken over (or has sent DISCONNECT
+	// and is still closing): the new connection gets a fresh session.
+	resume := e.sess != nil && !clean && (old == nil || e.sess.ExpiryInterval() > 0)
 	if old != nil {
 		old.takenOver.Store(true)
-		if clean {
+		if !resume {
 			old.takeoverEnds.Store(true)
 		}
 	}
 	var ended *session.Session
 	var endedSubs []storage.Subscription
-	if e.sess != nil && !clean {
+	if resume {
 		present = true
 	} else {
 		if e.sess != nil {
@@ -104,7 +109,9 @@ func (s *Server) unsubscribeAllLocked(clientID string, sess *session.Session) []
 // unacknowledged deliveries of shared subscriptions to other members of
 // the group (5.0 §4.8.2).
 func (s *Server) finishSession(clientID string, sess *session.Session, subs []storage.Subscription) {
+	s.gcMu.RLock() // drained deliveries are pending nowhere until re-routed
 	s.rerouteShared(clientID, subs, sess.Drain())
+	s.gcMu.RUnlock()
 	if err := sess.Delete(); err != nil {
 		s.log.Warn("deleting session failed", "client", clientID, "err", err)
 	}

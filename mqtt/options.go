@@ -60,8 +60,10 @@ type Options struct {
 	// waiting for the inflight window (0 = unlimited). Overflow policy:
 	// refuse the newest, counted in Stats.DroppedQueueFull.
 	MaxQueuedMessages int
-	// MaxOutboundBytes bounds each connection's outbound buffer; QoS 0
-	// messages that do not fit are dropped and counted.
+	// MaxOutboundBytes bounds each connection's outbound buffer (at least
+	// 64 KiB): QoS 0 messages that do not fit are dropped and counted, new
+	// QoS 1/2 deliveries wait in the session queue. A packet larger than
+	// the bound still goes out when the buffer is empty.
 	MaxOutboundBytes int
 	// WriteTimeout is how long one batched write to a client may block; a
 	// client stuck longer is a slow consumer and is disconnected.
@@ -72,6 +74,10 @@ type Options struct {
 	MaxQoS byte
 	// SysInterval is how often $SYS topics are published (0 disables).
 	SysInterval time.Duration
+	// LogGCInterval is how often log entries that no session, retained
+	// message or log reader needs any more are deleted (0 disables, and the
+	// log then grows without bound).
+	LogGCInterval time.Duration
 	// SharedStrategy is the default member-picking strategy of shared
 	// subscription groups; SharedStrategies overrides it per group name.
 	SharedStrategy   string
@@ -100,6 +106,7 @@ func DefaultOptions() Options {
 		RetainAvailable:      true,
 		MaxQoS:               2,
 		SysInterval:          10 * time.Second,
+		LogGCInterval:        10 * time.Second,
 		SharedStrategy:       string(sharedRoundRobin),
 		TopicCacheSize:       4096,
 	}
@@ -135,7 +142,7 @@ func (o *Options) Validate() error {
 	if o.MaxQueuedMessages < 0 {
 		errs = append(errs, fmt.Errorf("MaxQueuedMessages %d is negative: use 0 for unlimited", o.MaxQueuedMessages))
 	}
-	if o.MaxOutboundBytes < int(o.MaxPacketSize) && o.MaxOutboundBytes < 64<<10 {
+	if o.MaxOutboundBytes < 64<<10 {
 		errs = append(errs, fmt.Errorf("MaxOutboundBytes %d is too small: use at least 64 KiB (default 4 MiB)", o.MaxOutboundBytes))
 	}
 	if o.WriteTimeout <= 0 {
@@ -143,6 +150,9 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxQoS > 2 {
 		errs = append(errs, fmt.Errorf("MaxQoS %d: use 0, 1 or 2", o.MaxQoS))
+	}
+	if o.LogGCInterval < 0 {
+		errs = append(errs, fmt.Errorf("LogGCInterval %v is negative: use 0 to disable log garbage collection", o.LogGCInterval))
 	}
 	if o.SysInterval < 0 {
 		errs = append(errs, fmt.Errorf("SysInterval %v is negative: use 0 to disable $SYS", o.SysInterval))

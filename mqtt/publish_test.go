@@ -518,3 +518,54 @@ func TestUnsubscribe(t *testing.T) {
 	pub.publish("ok", "gone", 0, false, 0)
 	c.expectNothing(100 * time.Millisecond)
 }
+
+// Packets only a server sends, and AUTH without an authentication method,
+// are protocol errors from a client: DISCONNECT 0x82 and close.
+func TestServerOnlyPacketsFromClient(t *testing.T) {
+	s := startServer(t, nil)
+	for i, p := range []packets.Packet{
+		&packets.Connack{}, &packets.Suback{PacketID: 1, ReasonCodes: []packets.ReasonCode{0}},
+		&packets.Unsuback{PacketID: 1, ReasonCodes: []packets.ReasonCode{0}}, &packets.Pingresp{},
+		&packets.Auth{ReasonCode: packets.ContinueAuthentication, Properties: packets.Properties{AuthMethod: "x"}},
+	} {
+		c := dial(t, s, packets.V5)
+		c.connect(fmt.Sprint("bad", i), true, nil)
+		c.send(p)
+		got := c.expectClosed()
+		if len(got) != 1 || got[0].(*packets.Disconnect).ReasonCode != packets.ProtocolError {
+			t.Errorf("%T: got %v, want DISCONNECT 0x82", p, got)
+		}
+	}
+	if n := s.stats.ProtocolErrors.Load(); n != 5 {
+		t.Errorf("protocol errors %d, want 5", n)
+	}
+}
+
+// Outbound QoS 2: PUBREC -> PUBREL -> PUBCOMP frees the identifier; a
+// PUBREC with an error code ends the exchange without PUBREL
+// [MQTT-4.4.0-2]; an unknown PUBREC gets PUBREL 0x92.
+func TestOutboundQoS2(t *testing.T) {
+	s := startServer(t, nil)
+	sub := dial(t, s, packets.V5)
+	sub.connect("sub", true, nil)
+	sub.subscribe(1, packets.Subscription{Filter: "o2", QoS: 2})
+	pub := dial(t, s, packets.V5)
+	pub.connect("pub", true, nil)
+	pub.publish("o2", "a", 2, false, 1)
+	p := sub.recvPublish(false)
+	sub.send(&packets.Pubrec{PacketID: p.PacketID, ReasonCode: packets.UnspecifiedError})
+	sub.expectNothing(100 * time.Millisecond)
+	pub.publish("o2", "b", 2, false, 2)
+	sub.recvPublish(true) // full flow through the helper
+	sub.send(&packets.Pubrec{PacketID: 999})
+	if r := recvAs[*packets.Pubrel](sub); r.PacketID != 999 || r.ReasonCode != packets.PacketIdentifierNotFound {
+		t.Fatalf("PUBREL %+v, want 0x92", r)
+	}
+	sub.send(&packets.Pubrel{PacketID: 777})
+	if c := recvAs[*packets.Pubcomp](sub); c.PacketID != 777 || c.ReasonCode != packets.PacketIdentifierNotFound {
+		t.Fatalf("PUBCOMP %+v, want 0x92", c)
+	}
+	if s.stats.NegativeAcks.Load() != 1 {
+		t.Errorf("negative acks %d", s.stats.NegativeAcks.Load())
+	}
+}

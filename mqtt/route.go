@@ -3,6 +3,9 @@ package mqtt
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/beaconmq/beacon/mqtt/topics"
 	"github.com/beaconmq/beacon/session"
@@ -16,6 +19,10 @@ import (
 // after publish returned without error. It returns the number of sessions
 // the message was handed to.
 func (s *Server) publish(m *storage.Message) (int, error) {
+	// Between append and routing the message is needed by nothing the log
+	// collector can see: hold it off (loggc.go).
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
 	if m.QoS > 0 {
 		if err := s.store.Append(context.Background(), m); err != nil {
 			s.stats.StorageErrors.Add(1)
@@ -34,9 +41,22 @@ func (s *Server) publish(m *storage.Message) (int, error) {
 // retain stores m as the retained message of its topic, replacing the
 // previous one [MQTT-3.3.1-5]; an empty payload deletes it instead
 // [MQTT-3.3.1-6] [MQTT-3.3.1-7].
+//
+// $SYS topics are retained in memory only: they are rewritten every
+// SysInterval and describe this process, so persisting them would only
+// cost writes and show stale values after a restart.
 func (s *Server) retain(m *storage.Message) error {
+	if strings.HasPrefix(m.Topic, "$SYS/") {
+		if len(m.Payload) == 0 {
+			s.retained.Delete(m.Topic)
+		} else {
+			s.retained.Set(m.Topic, m)
+		}
+		return nil
+	}
 	if len(m.Payload) == 0 {
 		s.retained.Delete(m.Topic)
+		s.noteRetained(m.Topic, 0)
 		if err := s.store.DeleteRetained(m.Topic); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
@@ -46,6 +66,7 @@ func (s *Server) retain(m *storage.Message) error {
 		return err
 	}
 	s.retained.Set(m.Topic, m)
+	s.noteRetained(m.Topic, m.Seq)
 	s.stats.RetainedStored.Add(1)
 	return nil
 }
@@ -155,25 +176,82 @@ func (s *Server) route(m *storage.Message) (int, error) {
 		}
 	}
 	var firstErr error
+	var durable []target // copies, so that targets can stay on the stack
 	for i := range targets {
 		t := &targets[i]
-		d := &session.Delivery{
-			Pending: storage.Pending{
-				Seq: m.Seq,
-				QoS: min(m.QoS, t.qos),
-				// RETAIN is cleared on forwarded messages unless the
-				// subscription asked for Retain As Published
-				// [MQTT-3.3.1-12] [MQTT-3.3.1-13].
-				Retain:          m.Retain && t.rap,
-				SubscriptionIDs: t.ids,
-			},
-			Msg: m,
+		if m.QoS > 0 && t.qos > 0 && t.sess.Durable() {
+			durable = append(durable, *t)
+			continue
 		}
-		if err := s.deliver(t.sess, d); err != nil && firstErr == nil {
+		if err := s.deliver(t.sess, s.delivery(m, t)); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
+	if err := s.deliverDurable(m, durable); err != nil && firstErr == nil {
+		firstErr = err
+	}
 	return len(targets), firstErr
+}
+
+// deliverDurable delivers to the durable targets. Each such delivery
+// writes a pending entry before it returns (and waits for the store's
+// durability); done one after the other, a fan-out to N persistent
+// subscribers would wait for N commits. Up to durableFanout run at once
+// instead, so the store can group-commit them. Per session the order is
+// unchanged: the publisher's next message is routed only after this one.
+func (s *Server) deliverDurable(m *storage.Message, targets []target) error {
+	switch len(targets) {
+	case 0:
+		return nil
+	case 1:
+		return s.deliver(targets[0].sess, s.delivery(m, &targets[0]))
+	}
+	var next atomic.Int64
+	var errMu sync.Mutex
+	var firstErr error
+	work := func() {
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= len(targets) {
+				return
+			}
+			t := &targets[i]
+			if err := s.deliver(t.sess, s.delivery(m, t)); err != nil {
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(len(targets), durableFanout) - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
+	return firstErr
+}
+
+// durableFanout bounds the concurrent deliveries to durable sessions of
+// one message.
+const durableFanout = 16
+
+// delivery builds the delivery of m to t.
+func (s *Server) delivery(m *storage.Message, t *target) *session.Delivery {
+	return &session.Delivery{
+		Pending: storage.Pending{
+			Seq: m.Seq,
+			QoS: min(m.QoS, t.qos),
+			// RETAIN is cleared on forwarded messages unless the
+			// subscription asked for Retain As Published
+			// [MQTT-3.3.1-12] [MQTT-3.3.1-13].
+			Retain:          m.Retain && t.rap,
+			SubscriptionIDs: t.ids,
+		},
+		Msg: m,
+	}
 }
 
 // deliver hands d to sess: QoS 0 goes straight to the connection, QoS 1/2

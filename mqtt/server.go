@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,8 +49,17 @@ type Server struct {
 	httpSrv      *http.Server
 	httpLn       net.Listener
 	quit         chan struct{}
-	dlq          chan deadLetterItem // dead letters waiting for dlqLoop
-	wg           sync.WaitGroup      // every goroutine the server starts
+
+	// Log garbage collection (loggc.go).
+	gc         logHolds
+	gcMu       sync.RWMutex // publish path: read; computing a collection bound: write
+	gcRun      sync.Mutex   // one collection at a time
+	gcInterval time.Duration
+	retMu      sync.Mutex
+	retSeq     map[string]uint64   // topic -> log seq of its retained message (QoS > 0)
+	dlq        chan deadLetterItem // dead letters waiting for dlqLoop
+	delayed    delayedState        // delayed publish schedule (delayed.go)
+	wg         sync.WaitGroup      // every goroutine the server starts
 }
 
 // sessEntry ties a client identifier to its session and, while it is
@@ -89,7 +99,9 @@ func New(opts Options) (*Server, error) {
 		clients:  make(map[*client]struct{}),
 		quit:     make(chan struct{}),
 		dlq:      make(chan deadLetterItem, dlqQueueSize),
+		retSeq:   make(map[string]uint64),
 	}
+	s.gcInterval = opts.LogGCInterval
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -107,7 +119,13 @@ func (s *Server) Stats() *Stats { return &s.stats }
 // Start restores persisted sessions and retained messages, binds the
 // listeners and starts serving. On error nothing is left running.
 func (s *Server) Start() error {
+	s.mu.Lock()
+	if !s.started.IsZero() || s.closing {
+		s.mu.Unlock()
+		return errors.New("mqtt: Start called twice, or after Shutdown")
+	}
 	s.started = time.Now()
+	s.mu.Unlock()
 	if err := s.restore(); err != nil {
 		return fmt.Errorf("mqtt: restoring state: %w", err)
 	}
@@ -142,6 +160,7 @@ func (s *Server) Start() error {
 	}
 	s.goTracked(func() { s.sched.run(s.quit) })
 	s.goTracked(s.dlqLoop)
+	s.startDelayed() // publishes what fell due while the broker was down
 	for _, ln := range []net.Listener{s.mqttLn, s.wsLn} {
 		if ln != nil {
 			s.goTracked(func() { s.acceptLoop(ln) })
@@ -149,6 +168,9 @@ func (s *Server) Start() error {
 	}
 	if s.opts.SysInterval > 0 {
 		s.goTracked(s.sysLoop)
+	}
+	if s.gcInterval > 0 {
+		s.goTracked(s.gcLoop)
 	}
 	s.log.Info("beacon listening", "mqtt", s.MQTTAddr(), "ws", s.WSAddr(), "http", s.HTTPAddr())
 	return nil
@@ -287,11 +309,13 @@ func (s *Server) restore() error {
 	now := time.Now()
 	var expiredRetained []string
 	err := s.store.Retained(func(m *storage.Message) bool {
-		if exp := m.ExpiresAt(); !exp.IsZero() && !now.Before(exp) {
+		if exp := m.ExpiresAt(); !exp.IsZero() && !now.Before(exp) || strings.HasPrefix(m.Topic, "$SYS/") {
+			// Expired, or $SYS from an older version that stored it.
 			expiredRetained = append(expiredRetained, m.Topic)
 			return true
 		}
 		s.retained.Set(m.Topic, m)
+		s.noteRetained(m.Topic, m.Seq)
 		return true
 	})
 	if err != nil {

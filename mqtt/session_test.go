@@ -53,7 +53,7 @@ func TestSessionExpiry(t *testing.T) {
 	c.connect("exp", false, func(p *packets.Connect) { p.Properties.SessionExpiry = 1 })
 	c.subscribe(1, packets.Subscription{Filter: "e", QoS: 1})
 	c.disconnect()
-	eventually(t, 3*time.Second, func() error {
+	eventually(t, testTimeout, func() error {
 		if n := s.stats.SessionsExpired.Load(); n != 1 {
 			return fmt.Errorf("expired %d", n)
 		}

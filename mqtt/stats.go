@@ -32,13 +32,18 @@ type Stats struct {
 	SlowConsumers     atomic.Uint64 // clients disconnected because a write blocked past WriteTimeout
 	NegativeAcks      atomic.Uint64 // PUBACK/PUBREC with a reason code >= 0x80 (5.0)
 	StorageErrors     atomic.Uint64 // log appends and retained writes that failed
+	LogCollected      atomic.Uint64 // log entries deleted by CollectLog
 	DeadLettered      atomic.Uint64 // messages republished on $dlq/broker/...
 	DeadLetterDropped atomic.Uint64 // dead letters lost: queue to the dead-letter publisher full, or publish failed
+	DelayedStored     atomic.Uint64 // PUBLISHes to $delayed/{seconds}/{topic} stored for later
+	DelayedPublished  atomic.Uint64 // delayed messages published at their due time
+	DelayedExpired    atomic.Uint64 // delayed messages whose Message Expiry passed before their due time (dead-lettered)
 
-	DroppedReserved  atomic.Uint64 // client PUBLISH to $SYS/ or $dlq/
-	DroppedSlowQoS0  atomic.Uint64 // QoS 0 beyond a connection's MaxOutboundBytes
-	DroppedNoRoute   atomic.Uint64 // QoS 1/2 deliveries refused by a fenced/ended session
-	DroppedQueueFull atomic.Uint64 // refused by a full session queue (also in Session.Overflow)
+	DroppedReserved       atomic.Uint64 // client PUBLISH to $SYS/ or $dlq/
+	DroppedDelayedInvalid atomic.Uint64 // PUBLISH to a malformed $delayed/ topic (5.0 QoS >= 1: refused with 0x90)
+	DroppedSlowQoS0       atomic.Uint64 // QoS 0 beyond a connection's MaxOutboundBytes
+	DroppedNoRoute        atomic.Uint64 // QoS 1/2 deliveries refused by a fenced/ended session
+	DroppedQueueFull      atomic.Uint64 // refused by a full session queue (also in Session.Overflow)
 
 	// Session holds the counters the session package increments: expired
 	// while queued, queue overflow, too large for the client, QoS 0 for an

@@ -3,6 +3,7 @@ package session
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/beaconmq/beacon/storage"
 )
@@ -12,7 +13,8 @@ import (
 // enters the inflight window (PUBLISH sent, packet identifier assigned),
 // then leaves on PUBACK (QoS 1) or PUBCOMP (QoS 2) after PUBREC moved it to
 // the released state. The window is the client's Receive Maximum
-// [MQTT-3.3.4-7] [MQTT-3.3.4-8]; the queue is bounded by MaxQueued with the
+// [MQTT-3.3.4-9] [MQTT-4.9.0-1], and only PUBLISH waits for it: control
+// packets are never held back [MQTT-3.3.4-10]; the queue is bounded by MaxQueued with the
 // refuse-newest overflow policy: a delivery arriving at a full queue is not
 // queued, and Stats.Overflow counts it. (Refusing the newest keeps every
 // delivery already promised — and possibly already persisted — intact, and
@@ -48,7 +50,7 @@ func (s *Session) Push(d *Delivery) error {
 	if _, dup := s.bySeq[d.Seq]; dup {
 		return nil
 	}
-	if s.cfg.MaxQueued > 0 && len(s.queue)-s.qhead >= s.cfg.MaxQueued {
+	if s.cfg.MaxQueued > 0 && s.queuedLocked() >= s.cfg.MaxQueued {
 		s.stats.Overflow.Add(1)
 		s.dropped(d, DropQueueFull)
 		return ErrQueueFull
@@ -56,6 +58,22 @@ func (s *Session) Push(d *Delivery) error {
 	d.State = storage.PendingQueued
 	d.PacketID = 0
 	d.stored = false
+	if d.Seq <= s.spill.rmMax {
+		// The entry about to be stored must not be removed by the pending
+		// batch of removals (queue.go).
+		s.flushRemovalsLocked()
+	}
+	if s.spillingLocked() {
+		// Beyond the in-memory bound: the delivery waits in the store only.
+		if err := s.spillLocked(d); err != nil {
+			return err
+		}
+		if s.fenced {
+			return ErrFenced
+		}
+		s.pumpLocked()
+		return nil
+	}
 	// A durable session persists the entry now, unless it goes straight
 	// into the inflight window, where pumpLocked stores it once in its sent
 	// state (one store write instead of two). Either way it is stored
@@ -88,19 +106,33 @@ func (s *Session) Pump() {
 
 // pumpLocked moves queued deliveries into the inflight window while it has
 // room and a writer is attached, so at most Receive Maximum QoS > 0
-// PUBLISH packets are unacknowledged [MQTT-3.3.4-9] [MQTT-4.9.0-2]. Messages whose Message Expiry Interval
-// passed while queued are dropped and counted [MQTT-3.3.2-5]. A packet too large for the
-// client is dropped as if delivered [MQTT-3.1.2-25].
+// PUBLISH packets are unacknowledged [MQTT-3.3.4-9] [MQTT-4.9.0-2].
+// Messages whose Message Expiry Interval passed while queued are dropped
+// and counted [MQTT-3.3.2-5]. A packet too large for the client is dropped
+// as if delivered [MQTT-3.1.2-25].
 func (s *Session) pumpLocked() {
 	if s.w == nil {
 		return
 	}
 	now := s.now()
 	var expired []uint64
-	for s.qhead < len(s.queue) && len(s.flight) < s.window {
+	s.refillLocked()
+	for len(s.flight) < s.window {
+		if s.qhead == len(s.queue) {
+			if s.refillLocked(); s.qhead == len(s.queue) {
+				break
+			}
+		}
 		d := s.queue[s.qhead]
 		s.queue[s.qhead] = nil
 		s.qhead++
+		if d.Msg == nil && !s.loadLocked(d) {
+			delete(s.bySeq, d.Seq)
+			if d.stored {
+				expired = append(expired, d.Seq)
+			}
+			continue
+		}
 		if exp := d.Msg.ExpiresAt(); !exp.IsZero() && !now.Before(exp) {
 			s.stats.Expired.Add(1)
 			s.dropped(d, DropExpired)
@@ -118,7 +150,13 @@ func (s *Session) pumpLocked() {
 		// the client still holds the old one unreleased, and a later
 		// message given the old identifier would be discarded by the client
 		// as a duplicate [MQTT-2.3.1-4] [MQTT-4.3.3-2].
-		if s.durableLocked() && !s.fenced {
+		//
+		// A QoS 1 delivery whose entry is stored already is not written
+		// again: the receiver keeps no state for a QoS 1 identifier after
+		// its PUBACK [MQTT-4.3.2-5], so after a crash the delivery is simply
+		// made again under a new identifier, a duplicate QoS 1 allows. This
+		// saves a synchronous store write per message on the drain path.
+		if s.durableLocked() && !s.fenced && (!d.stored || d.QoS == 2) {
 			var err error
 			if d.stored {
 				err = s.cfg.Store.UpdatePending(s.id, d.Pending)
@@ -166,6 +204,10 @@ func (s *Session) pumpLocked() {
 	if len(expired) > 0 && s.durableLocked() && !s.fenced {
 		_ = s.storeErr(s.cfg.Store.RemovePending(s.id, expired...))
 	}
+	if len(s.flight) == 0 && s.qhead == len(s.queue) && !s.spill.on {
+		// Idle: make the store exact (queue.go).
+		s.flushRemovalsLocked()
+	}
 }
 
 // allocIDLocked returns a non-zero packet identifier not used by any
@@ -197,9 +239,7 @@ func (s *Session) completeLocked(d *Delivery) {
 			break
 		}
 	}
-	if s.durableLocked() && !s.fenced && d.stored {
-		_ = s.storeErr(s.cfg.Store.RemovePending(s.id, d.Seq))
-	}
+	s.removeLocked(d)
 }
 
 // Puback handles a PUBACK: the QoS 1 delivery with that packet identifier
@@ -261,8 +301,9 @@ func (s *Session) Pubcomp(packetID uint16) (*Delivery, error) {
 }
 
 // Unacknowledged returns the deliveries in flight (sent, not completed) in
-// send order, and the deliveries still queued. Used to hand the messages
-// of a shared subscription member that leaves to another member.
+// send order, and the deliveries still queued (for admin views and tests;
+// a queued delivery restored from the store may not have its Msg loaded
+// yet). Deliveries spilled to the store (queue.go) are not included.
 func (s *Session) Unacknowledged() (inflight, queued []*Delivery) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -275,16 +316,27 @@ func (s *Session) Unacknowledged() (inflight, queued []*Delivery) {
 func (s *Session) Counts() (inflight, queued int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.flight), len(s.queue) - s.qhead
+	return len(s.flight), s.queuedLocked()
 }
 
 // Drain removes every delivery (queued and inflight, including released
 // QoS 2 ones) and returns those whose PUBLISH the client has not
 // acknowledged yet (not released), so the caller can route them elsewhere
 // (shared subscriptions, 5.0 §4.8.2). The session keeps nothing pending.
+// Deliveries spilled to the store (queue.go) are paged in and returned only
+// if the session has a shared subscription (no other delivery can be
+// routed elsewhere); otherwise their entries stay in the store for the
+// caller's Delete, so ending a session with a large backlog does not load
+// it into memory.
 func (s *Session) Drain() []*Delivery {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.waitSpillWritesLocked()
+	if s.spill.on && s.hasSharedLocked() {
+		s.unspillAllLocked()
+	}
+	s.endSpillLocked()
+	s.flushRemovalsLocked()
 	var out, seqs []*Delivery
 	for _, d := range s.flight {
 		if d.stored {
@@ -298,7 +350,9 @@ func (s *Session) Drain() []*Delivery {
 		if d.stored {
 			seqs = append(seqs, d)
 		}
-		out = append(out, d)
+		if d.Msg != nil || s.loadLocked(d) {
+			out = append(out, d)
+		}
 	}
 	s.flight, s.queue, s.qhead = nil, nil, 0
 	s.byID = make(map[uint16]*Delivery)
@@ -311,4 +365,52 @@ func (s *Session) Drain() []*Delivery {
 		_ = s.storeErr(s.cfg.Store.RemovePending(s.id, ids...))
 	}
 	return out
+}
+
+// hasSharedLocked reports whether the session has a shared subscription.
+func (s *Session) hasSharedLocked() bool {
+	for f := range s.subs {
+		if strings.HasPrefix(f, "$share/") {
+			return true
+		}
+	}
+	return false
+}
+
+// LowestPendingSeq returns the lowest log sequence number of any delivery
+// the session still owes (queued or in flight), or 0 when it owes none.
+// The log collector keeps everything from there on.
+func (s *Session) LowestPendingSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var low uint64
+	for seq := range s.bySeq {
+		if seq != 0 && (low == 0 || seq < low) {
+			low = seq
+		}
+	}
+	// Spilled entries, and entries of completed deliveries not removed yet,
+	// point at the log too (queue.go).
+	if s.spill.on && s.spill.from != 0 && (low == 0 || s.spill.from < low) {
+		low = s.spill.from
+	}
+	for _, seq := range s.spill.rm {
+		if seq != 0 && (low == 0 || seq < low) {
+			low = seq
+		}
+	}
+	return low
+}
+
+// loadLocked reads the message of a restored queued delivery from the log.
+// A message gone from the log (which the broker's log collection prevents)
+// is counted in Stats.Missing and reported as false.
+func (s *Session) loadLocked(d *Delivery) bool {
+	m, err := s.cfg.Store.Get(d.Seq)
+	if err != nil {
+		s.stats.Missing.Add(1)
+		return false
+	}
+	d.Msg = m
+	return true
 }

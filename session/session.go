@@ -61,7 +61,8 @@ var (
 
 // Delivery is one message owed to the client: the pending entry (log
 // sequence, delivery QoS, packet identifier, state) and the message itself.
-// QoS 0 deliveries have no pending entry in the store.
+// QoS 0 deliveries have no pending entry in the store. Msg is nil for a
+// queued delivery restored from the store until it is about to be sent.
 type Delivery struct {
 	storage.Pending
 	Msg *storage.Message
@@ -87,6 +88,7 @@ type Stats struct {
 	TooLarge   atomic.Uint64 // deliveries dropped because they exceed the client's Maximum Packet Size
 	Offline0   atomic.Uint64 // QoS 0 messages dropped because the session was offline
 	StoreError atomic.Uint64 // storage writes that failed
+	Missing    atomic.Uint64 // pending deliveries whose message was gone from the log
 }
 
 // Config creates a Session.
@@ -104,6 +106,11 @@ type Config struct {
 	// MaxQueued caps the deliveries waiting to enter the inflight window (0 =
 	// unlimited).
 	MaxQueued int
+	// MaxInMemory bounds the queued deliveries a durable session keeps in
+	// memory; the rest stay only in the store and are paged in as the queue
+	// drains (queue.go). 0 means DefaultMaxInMemory, < 0 no bound.
+	// Non-durable sessions keep their whole queue in memory.
+	MaxInMemory int
 	// ReceiveMaximum is the server's Receive Maximum: how many QoS > 0
 	// PUBLISH packets the client may have unacknowledged (0 = 65535).
 	ReceiveMaximum uint16
@@ -157,6 +164,7 @@ type Session struct {
 	bySeq   map[uint64]*Delivery // every queued or inflight delivery, by log seq
 	inbound map[uint16]struct{}  // QoS 2 packet ids received, PUBREL not yet seen
 	stats   *Stats
+	spill   spillState // the part of a durable session's queue kept only in the store (queue.go)
 }
 
 // New returns an empty session (no subscriptions, nothing pending) for
@@ -213,9 +221,10 @@ func (s *Session) ExpiryInterval() uint32 {
 }
 
 // SetExpiryInterval changes the Session Expiry Interval: on CONNECT, and
-// when a 5.0 DISCONNECT carries a new one [MQTT-3.14.2-2 is enforced by the
-// caller]. A session becoming durable is saved with its pending state; one
-// ceasing to be durable is removed from the store.
+// when a 5.0 DISCONNECT carries a new one (the caller refuses a change
+// from 0, a Protocol Error by 5.0 §3.14.2.2.2). A session becoming durable
+// is saved with its pending state; one ceasing to be durable is removed
+// from the store.
 func (s *Session) SetExpiryInterval(sec uint32) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -246,7 +255,25 @@ func (s *Session) SetExpiryInterval(sec uint32) error {
 			}
 		}
 	case was && !s.durableLocked():
-		return s.storeErr(s.cfg.Store.DeleteSession(s.id, 0))
+		if s.rec.Revision == 0 {
+			return nil
+		}
+		// The store goes away: the whole queue has to be in memory first,
+		// and batched removals need not happen any more (queue.go).
+		s.rec.ExpiryInterval = 1
+		s.unspillAllLocked()
+		s.rec.ExpiryInterval = sec
+		s.endSpillLocked()
+		s.spill.rm, s.spill.rmMax = nil, 0
+		err := s.cfg.Store.DeleteSession(s.id, s.rec.Revision)
+		s.rec.Revision = 0
+		for _, d := range s.flight {
+			d.stored = false
+		}
+		for _, d := range s.queue[s.qhead:] {
+			d.stored = false
+		}
+		return s.storeErr(err)
 	case s.durableLocked():
 		return s.saveLocked()
 	}
@@ -294,6 +321,7 @@ func (s *Session) Detach(w Writer) bool {
 	}
 	s.w = nil
 	s.rec.DisconnectedAt = s.now()
+	s.flushRemovalsLocked()
 	return true
 }
 
@@ -349,7 +377,17 @@ func (s *Session) Delete() error {
 	defer s.mu.Unlock()
 	s.fenced = true
 	s.w = nil
-	return s.cfg.Store.DeleteSession(s.id, 0)
+	s.waitSpillWritesLocked() // no entry may be written after the delete
+	if s.rec.Revision == 0 {
+		return nil // never stored
+	}
+	// Compare-and-swap on the revision: a new session of the same client
+	// identifier may already have saved its own record.
+	err := s.cfg.Store.DeleteSession(s.id, s.rec.Revision)
+	if errors.Is(err, storage.ErrRevisionMismatch) {
+		return nil
+	}
+	return err
 }
 
 // Record returns a copy of the persistent record (for admin views and tests).
@@ -385,20 +423,34 @@ func Restore(cfg Config, rec *storage.Session) (*Session, int, error) {
 	}
 	lost := 0
 	var missing []uint64
+	limit := s.memLimitLocked()
 	err := cfg.Store.ScanPending(rec.ClientID, 0, func(p storage.Pending) bool {
-		m, err := cfg.Store.Get(p.Seq)
-		if err != nil {
-			missing = append(missing, p.Seq)
-			lost++
-			return true
-		}
-		d := &Delivery{Pending: p, Msg: m, stored: true}
-		s.bySeq[p.Seq] = d
+		d := &Delivery{Pending: p, stored: true}
 		if p.State == storage.PendingQueued || p.PacketID == 0 {
+			// Queued deliveries beyond the in-memory bound stay in the
+			// store only (queue.go): the session starts spilled, so a large
+			// backlog does not have to fit in memory. (The scan still reads
+			// every entry: an inflight one may follow queued ones.)
+			if len(s.queue) >= limit {
+				if !s.spill.on {
+					s.spill.on, s.spill.from = true, p.Seq
+				}
+				s.spill.count++
+				return true
+			}
 			d.State = storage.PendingQueued
 			d.PacketID = 0
+			s.bySeq[p.Seq] = d
 			s.queue = append(s.queue, d)
 		} else {
+			m, err := cfg.Store.Get(p.Seq)
+			if err != nil {
+				missing = append(missing, p.Seq)
+				lost++
+				return true
+			}
+			d.Msg = m
+			s.bySeq[p.Seq] = d
 			s.flight = append(s.flight, d)
 			s.byID[p.PacketID] = d
 		}
@@ -407,6 +459,7 @@ func Restore(cfg Config, rec *storage.Session) (*Session, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	s.loadBatchLocked(s.queue)
 	if len(missing) > 0 {
 		if err := cfg.Store.RemovePending(rec.ClientID, missing...); err != nil {
 			return nil, lost, err

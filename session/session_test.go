@@ -400,3 +400,36 @@ func TestDrain(t *testing.T) {
 	}
 	_ = fmt.Sprint
 }
+
+// Restored queued deliveries are read from the log only when sent; one
+// whose log entry is gone is counted and dropped, not delivered.
+func TestRestoreLazyAndMissing(t *testing.T) {
+	f := newFixture()
+	s := New(f.config("c", 3600))
+	_ = s.Save()
+	a, b := f.msg(t, 1, 0), f.msg(t, 1, 0)
+	_ = s.Push(a)
+	_ = s.Push(b)
+	if err := f.store.DeleteMessages(a.Seq); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := f.store.LoadSession("c")
+	r, lost, err := Restore(f.config("", 0), rec)
+	if err != nil || lost != 0 {
+		t.Fatalf("restore: %v, lost %d", err, lost)
+	}
+	if in, q := r.Unacknowledged(); len(in) != 0 || len(q) != 2 || q[0].Msg != nil {
+		t.Fatalf("restored inflight %d queued %d (msg loaded early: %v)", len(in), len(q), len(q) > 0 && q[0].Msg != nil)
+	}
+	w := &recWriter{}
+	r.Attach(w, 0)
+	if len(w.pubs) != 1 || w.pubs[0].Seq != b.Seq || w.pubs[0].Msg == nil {
+		t.Fatalf("sent %v", w.pubs)
+	}
+	if r.stats.Missing.Load() != 1 {
+		t.Errorf("missing %d", r.stats.Missing.Load())
+	}
+	if n, _ := f.store.CountPending("c"); n != 1 {
+		t.Errorf("store still holds %d pending, want 1", n)
+	}
+}

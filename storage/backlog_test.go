@@ -5,8 +5,6 @@ import (
 	"context"
 	"io/fs"
 	"os"
-	"runtime"
-	"runtime/pprof"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -135,12 +133,6 @@ func benchBacklog(b *testing.B, n int) {
 		b.Fatal(err)
 	}
 	drain := time.Since(drainStart)
-	if p := os.Getenv("BEACON_BACKLOG_HEAPPROF"); p != "" {
-		f, _ := os.Create(p)
-		runtime.GC()
-		_ = pprof.WriteHeapProfile(f)
-		f.Close()
-	}
 	b.StopTimer()
 	if drained != n {
 		b.Fatalf("drained %d, want %d", drained, n)

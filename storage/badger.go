@@ -161,6 +161,7 @@ type Badger struct {
 
 	// Owned by the committer goroutine.
 	rev uint64 // last session revision handed out
+	did uint64 // last delayed message id handed out (delayed_badger.go)
 }
 
 var _ Store = (*Badger)(nil)
@@ -301,6 +302,9 @@ func (b *Badger) load() error {
 		}
 		if rev, err = readU64(txn, keyRev); err != nil {
 			return fmt.Errorf("reading revision: %w", err)
+		}
+		if b.did, err = readU64(txn, keyDelayedID); err != nil {
+			return fmt.Errorf("reading delayed id: %w", err)
 		}
 		// The head marker is written in the same transaction as the log
 		// entries; the last m/ key covers a store written before it existed.

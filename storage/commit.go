@@ -38,6 +38,8 @@ const (
 	wSetRetained
 	wDeleteRetained
 	wSetCursor
+	wAddDelayed    // delayed_badger.go
+	wRemoveDelayed // delayed_badger.go
 )
 
 type writeReq struct {
@@ -51,6 +53,8 @@ type writeReq struct {
 	seqs   []uint64   // wDeleteMessages, wRemovePending; wSetCursor: seqs[0]
 	pid    uint16     // inbound packet id
 	newRev uint64     // wSaveSession: revision written
+	due    int64      // wAddDelayed: due time, Unix nanoseconds
+	did    uint64     // wAddDelayed: id assigned; wRemoveDelayed: id to remove
 	err    error
 	done   chan struct{}
 }
@@ -399,6 +403,10 @@ func (b *Badger) estimate(r *writeReq) (size, count int64) {
 		return size + 32, int64(len(r.msgs)) + 1
 	case wSetRetained:
 		return val(len(r.msg.Topic)*2+len(r.msg.Payload)+len(r.msg.Publisher)+propsSizeGuess(r.msg)) + 32, 1
+	case wAddDelayed:
+		return val(len(r.msg.Topic)+len(r.msg.Payload)+len(r.msg.Publisher)+propsSizeGuess(r.msg)) + 128, 3
+	case wRemoveDelayed:
+		return 128, 2
 	case wSaveSession:
 		n := 256
 		for _, s := range r.sess.Subscriptions {
@@ -541,6 +549,8 @@ func (b *Badger) apply(st *txnState, r *writeReq) error {
 		return txn.Delete(retainedKey(r.id))
 	case wSetCursor:
 		return txn.Set(cursorKey(r.id), u64(r.seqs[0]))
+	case wAddDelayed, wRemoveDelayed:
+		return b.applyDelayed(txn, r)
 	}
 	return nil
 }

@@ -15,8 +15,11 @@ import (
 //	i/<len:2><clientID><pid:2>     inbound QoS 2 packet id of clientID
 //	r/<topic>                      retained message of topic
 //	c/<name>                       bridge cursor (value: seq:8)
+//	d/<due:8><id:8>                delayed message (due: Unix nanoseconds)
+//	t/<id:8>                       due time of delayed message id (due:8)
 //	x/head                         last sequence number assigned (seq:8)
 //	x/rev                          last session revision handed out (rev:8)
+//	x/delayed                      last delayed message id handed out (id:8)
 //	x/format                       storage format marker
 //
 // Pending and inbound keys carry the client ID's length (two bytes, the
@@ -29,6 +32,9 @@ var (
 	prefixInbound  = []byte("i/")
 	prefixRetained = []byte("r/")
 	prefixCursor   = []byte("c/")
+	prefixDelayed  = []byte("d/")
+	prefixDueOf    = []byte("t/")
+	keyDelayedID   = []byte("x/delayed")
 	keyHead        = []byte("x/head")
 	keyRev         = []byte("x/rev")
 	keyFormat      = []byte("x/format")

@@ -32,6 +32,8 @@ type Memory struct {
 	inbound  map[string]map[uint16]struct{}
 	retained map[string]*Message
 	cursors  map[string]uint64
+	delayed  map[uint64]memDelayed // delayed_memory.go
+	did      uint64                // last delayed id handed out
 }
 
 type memEntry struct {
@@ -49,6 +51,7 @@ func NewMemory() *Memory {
 		inbound:  make(map[string]map[uint16]struct{}),
 		retained: make(map[string]*Message),
 		cursors:  make(map[string]uint64),
+		delayed:  make(map[uint64]memDelayed),
 	}
 }
 

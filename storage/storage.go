@@ -182,6 +182,21 @@ type CursorStore interface {
 	SetCursor(name string, seq uint64) error
 }
 
+// DelayedStore keeps messages scheduled for later publication (a PUBLISH
+// to $delayed/{seconds}/{topic}). They are not on the log: at their due
+// time the broker publishes them like any other message and removes them.
+type DelayedStore interface {
+	// AddDelayed stores a copy of m, due at due, and returns its id once it
+	// is durable in the configured mode. Ids are never reused, also not
+	// after a restart.
+	AddDelayed(due time.Time, m *Message) (id uint64, err error)
+	// RemoveDelayed deletes the entry; an unknown id is ignored.
+	RemoveDelayed(id uint64) error
+	// Delayed calls fn for every entry in due order (ties by id) until fn
+	// returns false. No lock is held while fn runs.
+	Delayed(fn func(id uint64, due time.Time, m *Message) bool) error
+}
+
 // Store is everything a broker needs from persistence. Every method is
 // safe for concurrent use; after Close every method returns ErrClosed.
 type Store interface {
@@ -190,5 +205,6 @@ type Store interface {
 	QueueStore
 	RetainedStore
 	CursorStore
+	DelayedStore
 	Close() error
 }

@@ -32,6 +32,9 @@ func runSuite(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("Cursors", func(t *testing.T) { testCursors(t, open(t)) })
 	t.Run("Concurrent appends", func(t *testing.T) { testConcurrentAppend(t, open(t)) })
 	t.Run("Closed store returns ErrClosed", func(t *testing.T) { testClosed(t, open(t)) })
+	t.Run("Delayed messages", func(t *testing.T) { testDelayed(t, open(t)) })
+	t.Run("Delayed ids and copies", func(t *testing.T) { testDelayedCopies(t, open(t)) })
+	t.Run("Delayed after Close", func(t *testing.T) { testDelayedClosed(t, open(t)) })
 }
 
 func closeStore(t *testing.T, s Store) {

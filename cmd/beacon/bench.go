@@ -68,6 +68,10 @@ type benchConfig struct {
 	json         bool
 	cpuProfile   string
 	timeLimit    time.Duration
+
+	// afterPublish, when set, runs between the backlog's publish and drain
+	// phases (profiling harnesses in tests).
+	afterPublish func()
 }
 
 // benchError is a usage mistake (exit code 2).
@@ -104,7 +108,7 @@ func parseBenchArgs(args []string, usageOut io.Writer) (*benchConfig, error) {
 	fs.IntVar(&c.concurrency, "connect-concurrency", 32, "connections opened in parallel")
 	fs.IntVar(&c.pid, "pid", 0, "broker process id: report its RSS (conns, backlog) from /proc/PID/status")
 	fs.StringVar(&c.dataDir, "data-dir", "", "backlog: broker data directory whose disk usage is reported before and after")
-	fs.DurationVar(&c.gcWait, "gc-wait", 0, "backlog: after draining, wait this long and report the data directory again")
+	fs.DurationVar(&c.gcWait, "gc-wait", 0, "backlog: after draining, wait this long (not cut by --time-limit) and report the data directory again")
 	fs.BoolVar(&c.progress, "progress", false, "print a progress line on stderr even when it is not a terminal")
 	fs.BoolVar(&c.json, "json", false, "print the report as JSON instead of a table")
 	fs.DurationVar(&c.timeLimit, "time-limit", 0, "stop the whole run after this long and report it as incomplete, with the rates measured so far (0 = no limit)")
@@ -265,11 +269,13 @@ func runBench(ctx context.Context, cfg *benchConfig, progressOut io.Writer) *ben
 	if err != nil {
 		rep.Errors = append(rep.Errors, err.Error())
 	}
-	if ctx.Err() != nil {
+	if cfg.scenario != "backlog" && ctx.Err() != nil {
+		rep.Incomplete = true // backlog decides before its --gc-wait
+	}
+	if rep.Incomplete {
 		// Messages not yet delivered when the run was cut short are not
 		// known to be lost: the figures are partial.
-		rep.Incomplete = true
-		rep.Errors = append(rep.Errors, "run interrupted ("+context.Cause(ctx).Error()+"): figures are partial and undelivered messages count as lost")
+		rep.Errors = append(rep.Errors, "run interrupted ("+fmt.Sprint(context.Cause(ctx))+"): figures are partial and undelivered messages count as lost")
 	}
 	rep.judge()
 	return rep

@@ -122,6 +122,9 @@ func runBacklog(ctx context.Context, cfg *benchConfig, rep *benchReport, progres
 		return err
 	}
 	disk(&br.DiskPublished)
+	if cfg.afterPublish != nil {
+		cfg.afterPublish()
+	}
 
 	// Drain phase: reconnect to the session and take everything.
 	phase.Store("drain")
@@ -177,12 +180,10 @@ func runBacklog(ctx context.Context, cfg *benchConfig, rep *benchReport, progres
 	rep.ReceiveRate = br.DrainRate
 	rep.ReceiveMBps = br.DrainRate * float64(cfg.size) / 1e6
 	disk(&br.DiskDrained)
+	rep.Incomplete = ctx.Err() != nil
 	if cfg.gcWait > 0 && cfg.dataDir != "" {
 		phase.Store("waiting for storage GC")
-		select {
-		case <-time.After(cfg.gcWait):
-		case <-ctx.Done():
-		}
+		time.Sleep(cfg.gcWait)
 		br.GCWaitSecs = cfg.gcWait.Seconds()
 		disk(&br.DiskLater)
 	}

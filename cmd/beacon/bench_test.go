@@ -262,3 +262,15 @@ func TestBenchCommandLine(t *testing.T) {
 		t.Errorf("unreachable broker: exit %d, want %d", code, exitFailure)
 	}
 }
+
+// A run cut short by --time-limit is reported as incomplete and fails.
+func TestBenchTimeLimit(t *testing.T) {
+	addr := startBenchBroker(t)
+	rep := runBenchArgs(t, "fanin", "--addr", addr, "--qos", "1", "--publishers", "2", "--duration", "10s", "--time-limit", "300ms")
+	if !rep.Incomplete || rep.OK || len(rep.Errors) == 0 {
+		t.Fatalf("incomplete %v ok %v errors %v", rep.Incomplete, rep.OK, rep.Errors)
+	}
+	if rep.Seconds > 5 {
+		t.Errorf("run went on for %.1f s despite the limit", rep.Seconds)
+	}
+}

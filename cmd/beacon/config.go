@@ -35,6 +35,9 @@ type config struct {
 	// durability is the badger store's durability mode: sync, batch or none.
 	durability string
 	logLevel   slog.Level
+	// memoryLimit is the Go runtime's soft memory limit in bytes (0 =
+	// none); see memlimit.go.
+	memoryLimit int64
 
 	// source says where each setting's value came from ("flag --x" or
 	// "key x in FILE"), for error messages; unset settings are absent.
@@ -43,12 +46,13 @@ type config struct {
 
 func defaultConfig() *config {
 	return &config{
-		opts:       mqtt.DefaultOptions(),
-		dataDir:    "./data",
-		storage:    "badger",
-		durability: "sync",
-		logLevel:   slog.LevelInfo,
-		source:     map[string]string{},
+		opts:        mqtt.DefaultOptions(),
+		dataDir:     "./data",
+		storage:     "badger",
+		durability:  "sync",
+		logLevel:    slog.LevelInfo,
+		memoryLimit: defaultMemoryLimit,
+		source:      map[string]string{},
 	}
 }
 
@@ -137,6 +141,7 @@ func (c *config) settings() []*setting {
 			},
 			get: func() string { return strings.ToLower(c.logLevel.String()) },
 		},
+		memoryLimitSetting(&c.memoryLimit),
 		uintSetting("max-packet-size", "MaxPacketSize", "largest packet accepted, in bytes (advertised to 5.0 clients)", &o.MaxPacketSize),
 		durSetting("connect-timeout", "ConnectTimeout", "how long a new connection may take to send CONNECT", &o.ConnectTimeout),
 		uintSetting("max-keepalive", "MaxKeepAlive", "highest Keep Alive in seconds granted to 5.0 clients (0 = no cap)", &o.MaxKeepAlive),
@@ -151,6 +156,7 @@ func (c *config) settings() []*setting {
 		boolSetting("retain-available", "RetainAvailable", "support retained messages", &o.RetainAvailable),
 		uintSetting("max-qos", "MaxQoS", "highest QoS supported: 0, 1 or 2", &o.MaxQoS),
 		durSetting("sys-interval", "SysInterval", "how often $SYS topics are published (0 disables)", &o.SysInterval),
+		durSetting("log-gc-interval", "LogGCInterval", "how often log entries nothing needs any more are deleted (0 disables)", &o.LogGCInterval),
 		strSetting("shared-strategy", "SharedStrategy", "default shared subscription strategy: round_robin, random, sticky, hash_clientid, hash_topic or hash_key", &o.SharedStrategy),
 		{
 			name: "shared-strategies", field: "SharedStrategies",

@@ -28,6 +28,7 @@ func serve(ctx context.Context, stopSignals func(), args []string, stderr io.Wri
 		return exitUsage
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel}))
+	applyMemoryLimit(c, logger)
 
 	store, err := openStore(c.storage, c.dataDir, c.durability, logger)
 	if err != nil {

@@ -40,13 +40,13 @@ func (m message) String() string {
 	return fmt.Sprintf("{topic=%q payload=%q qos=%d retain=%v}", m.Topic, m.Payload, m.QoS, m.Retain)
 }
 
-// clientID returns a short client identifier (at most 23 characters, the
-// length every 3.1.1 server must accept [MQTT-3.1.3-5]) unique to this run,
-// cell and role.
+// clientID returns a client identifier unique to this run, cell and role,
+// of at most 23 ASCII letters and digits: what every 3.1.1 server must
+// accept [MQTT-3.1.3-5].
 func clientID(cellName, role string) string {
 	h := fnv.New64a()
 	h.Write([]byte(runNonce + "/" + cellName))
-	id := fmt.Sprintf("ix%012x-%s", h.Sum64()&0xffffffffffff, role)
+	id := fmt.Sprintf("ix%012x%s", h.Sum64()&0xffffffffffff, role)
 	if len(id) > 23 {
 		id = id[:23]
 	}

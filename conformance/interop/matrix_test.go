@@ -18,9 +18,21 @@ type interopClient interface {
 	// disconnects cleanly.
 	publish(t *testing.T, c cell, topic string, payloads []string, retain bool)
 	// connectWithWill connects a client whose CONNECT carries a will (topic,
-	// payload, c.qos, RETAIN=0) and returns once the CONNACK arrived. The
-	// returned kill ends the client without an MQTT DISCONNECT.
-	connectWithWill(t *testing.T, c cell, willTopic, willPayload string) (kill func())
+	// payload, c.qos, RETAIN=0) and returns once the CONNACK arrived.
+	connectWithWill(t *testing.T, c cell, willTopic, willPayload string) willClient
+}
+
+// willClient is a connected client with a will; the test ends it one of two
+// ways, each returning once the client is gone.
+type willClient struct {
+	// kill ends the client without an MQTT DISCONNECT.
+	kill func()
+	// disconnect makes the client send DISCONNECT and close.
+	disconnect func()
+	// disconnectKeepsWill is set when that DISCONNECT carries 5.0 reason
+	// 0x04, Disconnect with Will Message, which asks the server to publish
+	// the will anyway (mosquitto_sub sends it when interrupted).
+	disconnectKeepsWill bool
 }
 
 // subscription is a running subscriber.
@@ -61,6 +73,7 @@ var scenarios = []scenario{
 	{"publish_subscribe", runPublishSubscribe},
 	{"retained", runRetained},
 	{"will", runWill},
+	{"clean_disconnect", runCleanDisconnect},
 }
 
 // runMatrix runs every scenario in every version × transport × QoS cell the
@@ -138,16 +151,39 @@ func runWill(t *testing.T, cl interopClient, c cell) {
 	payload := "will " + runNonce
 	marker := "alive " + runNonce
 	sub := cl.subscribe(t, c, topic, 2)
-	kill := cl.connectWithWill(t, c, topic, payload)
+	wc := cl.connectWithWill(t, c, topic, payload)
 	cl.publish(t, c, topic, []string{marker}, false)
 	// A will published at CONNECT time would have been queued before the
 	// marker was even sent.
 	checkMessage(t, 0, sub.await(t, 1, deliverTimeout)[0], message{Topic: topic, Payload: marker, QoS: c.qos, Retain: false})
-	kill()
+	wc.kill()
 	// Published when the connection closes without DISCONNECT
 	// [MQTT-3.1.2-8], as a non-retained message [MQTT-3.1.2-16] (no will
 	// delay: 5.0 [MQTT-3.1.2-8] publishes at once).
 	checkMessage(t, 1, sub.await(t, 1, deliverTimeout)[0], message{Topic: topic, Payload: payload, QoS: c.qos, Retain: false})
+}
+
+// runCleanDisconnect: a client that sends DISCONNECT has its will discarded
+// [MQTT-3.14.4-3] [MQTT-3.1.2-10]. A marker published after the client is
+// gone must be the first message the subscriber sees: a will published on
+// the DISCONNECT would have been queued before it. A 5.0 DISCONNECT with
+// reason 0x04 asks for the will instead (5.0 section 3.14.2.1), so then the
+// will must come first.
+func runCleanDisconnect(t *testing.T, cl interopClient, c cell) {
+	topic := topicFor(c.name)
+	will := "will " + runNonce
+	marker := "after " + runNonce
+	sub := cl.subscribe(t, c, topic, 2)
+	wc := cl.connectWithWill(t, c, topic, will)
+	wc.disconnect()
+	cl.publish(t, c, topic, []string{marker}, false)
+	want := []string{marker}
+	if wc.disconnectKeepsWill {
+		want = []string{will, marker}
+	}
+	for i, m := range sub.await(t, len(want), deliverTimeout) {
+		checkMessage(t, i, m, message{Topic: topic, Payload: want[i], QoS: c.qos, Retain: false})
+	}
 }
 
 func checkMessage(t *testing.T, i int, got, want message) {

@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -76,12 +77,23 @@ func (m mosquittoClients) publish(t *testing.T, c cell, topic string, payloads [
 	p.waitExit(t, setupTimeout)
 }
 
-func (m mosquittoClients) connectWithWill(t *testing.T, c cell, willTopic, willPayload string) func() {
+func (m mosquittoClients) connectWithWill(t *testing.T, c cell, willTopic, willPayload string) willClient {
 	// mosquitto_sub stays connected; its SUBACK proves the CONNECT (and so
-	// the will) was accepted. SIGKILL then drops the TCP connection.
+	// the will) was accepted. SIGKILL then drops the TCP connection; on
+	// SIGINT mosquitto_sub sends DISCONNECT and exits — in 5.0 with reason
+	// 0x04, Disconnect with Will Message.
 	p := m.startSub(t, c, clientID(c.name, "will"), willTopic+"/alive", 0,
 		"--will-topic", willTopic, "--will-payload", willPayload, "--will-qos", strconv.Itoa(c.qos))
-	return func() { p.kill(t) }
+	return willClient{
+		kill: func() { p.kill(t) },
+		disconnect: func() {
+			if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+				t.Fatalf("interrupt %s: %v", p.name, err)
+			}
+			p.waitExit(t, setupTimeout)
+		},
+		disconnectKeepsWill: c.version == "5",
+	}
 }
 
 // parseMosquittoSub turns mosquitto_sub -d output into events: the

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/gorilla/websocket"
 )
@@ -40,7 +41,10 @@ func (pahoGolang) dial(t *testing.T, c cell) net.Conn {
 		if err != nil {
 			t.Fatalf("dial %s: %v", c.broker.mqttAddr, err)
 		}
-		return conn
+		// paho.golang writes a packet in several Writes and holds the
+		// conn's lock (if it has one) around them, so that concurrent
+		// senders cannot interleave packets.
+		return packets.NewThreadSafeConn(conn)
 	}
 	d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: setupTimeout}
 	ws, resp, err := d.DialContext(ctx, "ws://"+c.broker.wsAddr+"/mqtt", nil)
@@ -124,12 +128,20 @@ func (g pahoGolang) publish(t *testing.T, c cell, topic string, payloads []strin
 	}
 }
 
-func (g pahoGolang) connectWithWill(t *testing.T, c cell, willTopic, willPayload string) func() {
+func (g pahoGolang) connectWithWill(t *testing.T, c cell, willTopic, willPayload string) willClient {
 	will := &paho.WillMessage{Topic: willTopic, Payload: []byte(willPayload), QoS: byte(c.qos)}
-	_, conn := g.connect(t, c, clientID(c.name, "will"), will, nil)
-	// Closing the socket under the client sends no DISCONNECT (for a
-	// WebSocket, not even a close frame): the broker sees a dead client.
-	return func() { conn.Close() }
+	client, conn := g.connect(t, c, clientID(c.name, "will"), will, nil)
+	return willClient{
+		// Closing the socket under the client sends no DISCONNECT (for a
+		// WebSocket, not even a close frame): the broker sees a dead client.
+		kill: func() { conn.Close() },
+		// Disconnect writes DISCONNECT (reason 0x00), then closes.
+		disconnect: func() {
+			if err := client.Disconnect(&paho.Disconnect{ReasonCode: 0}); err != nil {
+				t.Fatalf("DISCONNECT: %v", err)
+			}
+		},
+	}
 }
 
 // pahoSubscription collects messages delivered to a paho.golang client.
@@ -154,13 +166,22 @@ func (s *pahoSubscription) await(t *testing.T, n int, timeout time.Duration) []m
 // wsConn presents a WebSocket as the byte stream paho.golang reads and
 // writes: each Write is one binary frame [MQTT-6.0.0-1]; Read concatenates
 // frames, so a packet may span frames and a frame may hold several packets
-// [MQTT-6.0.0-2].
+// [MQTT-6.0.0-2]. paho.golang writes each packet as several Writes (fixed
+// header, then body), so the broker sees packets split across frames.
+//
+// wsConn is a sync.Locker: paho.golang holds that lock for all the Writes of
+// one packet, so packets from concurrent senders (an acknowledgement and a
+// PUBLISH, say) never interleave.
 type wsConn struct {
-	ws      *websocket.Conn
-	readMu  sync.Mutex
-	reader  io.Reader
-	writeMu sync.Mutex
+	ws       *websocket.Conn
+	readMu   sync.Mutex
+	reader   io.Reader
+	packetMu sync.Mutex // held by paho.golang across one packet's Writes
+	writeMu  sync.Mutex // one frame at a time on the socket
 }
+
+func (c *wsConn) Lock()   { c.packetMu.Lock() }
+func (c *wsConn) Unlock() { c.packetMu.Unlock() }
 
 func (c *wsConn) Read(p []byte) (int, error) {
 	c.readMu.Lock()

@@ -3,6 +3,7 @@ package interop
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -98,10 +99,21 @@ func (p pythonPaho) publish(t *testing.T, c cell, topic string, payloads []strin
 	proc.waitExit(t, setupTimeout)
 }
 
-func (p pythonPaho) connectWithWill(t *testing.T, c cell, willTopic, willPayload string) func() {
+// connectWithWill starts the script in will mode; SIGINT makes it send
+// DISCONNECT and exit 0, SIGKILL drops its connection.
+func (p pythonPaho) connectWithWill(t *testing.T, c cell, willTopic, willPayload string) willClient {
 	proc := p.run(t, c, "will", clientID(c.name, "will"), willTopic, "--payload", willPayload)
-	proc.waitFor(t, "connected", setupTimeout)
-	return func() { proc.kill(t) }
+	proc.waitFor(t, "ready", setupTimeout)
+	return willClient{
+		kill: func() { proc.kill(t) },
+		disconnect: func() {
+			if err := proc.cmd.Process.Signal(os.Interrupt); err != nil {
+				t.Fatalf("interrupt %s: %v", proc.name, err)
+			}
+			proc.waitFor(t, "disconnected", setupTimeout)
+			proc.waitExit(t, setupTimeout)
+		},
+	}
 }
 
 // parseJSONEvent parses one line of paho_client.py output; anything that is

@@ -2,14 +2,16 @@
 // publish path.
 //
 // Tree answers "who receives a PUBLISH on this topic?": each level of a
-// filter is a node holding a map of literal tokens plus dedicated children
-// for the single-level wildcard '+' and the multi-level wildcard '#', so a
-// match visits at most three children per topic level however many
-// subscriptions there are. Topics are split in place (substring views, no
-// allocation). An optional bounded cache maps topic names to their Result;
-// it is kept correct by removing, on every Subscribe and Unsubscribe, the
-// cached topics that the changed filter matches (found through a trie of the
-// cached names, so the cost does not grow with the cache size).
+// filter is a node holding its literal tokens (a slice, indexed by a map once
+// there are many) plus dedicated children for the single-level wildcard '+'
+// and the multi-level wildcard '#', so a match visits at most three children
+// per topic level however many subscriptions there are. Topics are split in
+// place (substring views, no allocation). An optional bounded cache maps
+// topic names to their Result; a topic enters it on its second miss within a
+// short while, so topics published once do not churn it. The cache is kept
+// correct by removing, on every Subscribe and Unsubscribe, the cached topics
+// that the changed filter matches (found through a trie of the cached names,
+// so the cost does not grow with the cache size).
 //
 // Index is the reverse structure for retained messages: it stores topic
 // names and answers "which stored topics does this filter match?".

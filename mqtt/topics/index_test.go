@@ -2,6 +2,7 @@ package topics
 
 import (
 	"sort"
+	"strconv"
 	"testing"
 )
 
@@ -87,20 +88,20 @@ func TestIndexManyChildren(t *testing.T) {
 	x := NewIndex[int]()
 	const n = 100
 	for i := 0; i < n; i++ {
-		x.Set("m/"+itoa(i)+"/s", i)
+		x.Set("m/"+strconv.Itoa(i)+"/s", i)
 	}
 	check := func(present func(int) bool) {
 		t.Helper()
 		seen := map[string]bool{}
 		x.Match("m/+/s", func(topic string, v int) bool {
-			if topic != "m/"+itoa(v)+"/s" || seen[topic] {
+			if topic != "m/"+strconv.Itoa(v)+"/s" || seen[topic] {
 				t.Fatalf("bad or repeated topic %q value %d", topic, v)
 			}
 			seen[topic] = true
 			return true
 		})
 		for i := 0; i < n; i++ {
-			tp := "m/" + itoa(i) + "/s"
+			tp := "m/" + strconv.Itoa(i) + "/s"
 			_, got := x.Get(tp)
 			if seen[tp] != present(i) || got != present(i) {
 				t.Fatalf("%s: matched=%v got=%v, want %v", tp, seen[tp], got, present(i))
@@ -109,13 +110,13 @@ func TestIndexManyChildren(t *testing.T) {
 	}
 	check(func(int) bool { return true })
 	for i := 0; i < n; i += 2 {
-		if !x.Delete("m/" + itoa(i) + "/s") {
+		if !x.Delete("m/" + strconv.Itoa(i) + "/s") {
 			t.Fatalf("Delete %d failed", i)
 		}
 	}
 	check(func(i int) bool { return i%2 == 1 })
 	for i := 1; i < n-3; i += 2 {
-		x.Delete("m/" + itoa(i) + "/s")
+		x.Delete("m/" + strconv.Itoa(i) + "/s")
 	}
 	check(func(i int) bool { return i >= n-3 && i%2 == 1 })
 	if x.Len() != 2 {

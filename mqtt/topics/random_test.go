@@ -3,6 +3,7 @@ package topics
 import (
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -91,14 +92,14 @@ func (m *refTree) match(topic string) []string {
 			continue
 		}
 		if refMatch(s.filter, topic) {
-			out = append(out, s.key+"@"+s.filter+"="+itoa(s.value))
+			out = append(out, s.key+"@"+s.filter+"="+strconv.Itoa(s.value))
 		}
 	}
 	for name, ms := range groups {
 		sort.Slice(ms, func(i, j int) bool { return ms[i].seq < ms[j].seq })
 		var keys []string
 		for _, s := range ms {
-			keys = append(keys, s.key+"="+itoa(s.value))
+			keys = append(keys, s.key+"="+strconv.Itoa(s.value))
 		}
 		out = append(out, "share "+name+" ["+strings.Join(keys, " ")+"]")
 	}
@@ -136,7 +137,7 @@ func TestTreeRandomAgainstReference(t *testing.T) {
 			for step := 0; step < steps; step++ {
 				switch op := r.IntN(10); {
 				case op < 5:
-					f, k := randFilter(r), "c"+itoa(r.IntN(6))
+					f, k := randFilter(r), "c"+strconv.Itoa(r.IntN(6))
 					v := r.IntN(100)
 					if got, want := tr.Subscribe(f, k, v), ref.subscribe(f, k, v); got != want {
 						t.Fatalf("seed %d step %d: Subscribe(%q,%q) = %v, want %v", seed, step, f, k, got, want)
@@ -149,7 +150,7 @@ func TestTreeRandomAgainstReference(t *testing.T) {
 						t.Fatalf("seed %d step %d: Unsubscribe(%q,%q) = %v, want %v", seed, step, f, k, got, want)
 					}
 				default:
-					f, k := randFilter(r), "c"+itoa(r.IntN(6))
+					f, k := randFilter(r), "c"+strconv.Itoa(r.IntN(6))
 					if got, want := tr.Unsubscribe(f, k), ref.unsubscribe(f, k); got != want {
 						t.Fatalf("seed %d step %d: Unsubscribe(%q,%q) = %v, want %v", seed, step, f, k, got, want)
 					}
@@ -209,11 +210,11 @@ func TestIndexRandomAgainstReference(t *testing.T) {
 			var want, got []string
 			for k, v := range ref {
 				if refMatch(f, k) {
-					want = append(want, k+"="+itoa(v))
+					want = append(want, k+"="+strconv.Itoa(v))
 				}
 			}
 			x.Match(f, func(topic string, v int) bool {
-				got = append(got, topic+"="+itoa(v))
+				got = append(got, topic+"="+strconv.Itoa(v))
 				return true
 			})
 			sort.Strings(want)

@@ -1,6 +1,7 @@
 package topics
 
 import (
+	"strconv"
 	"testing"
 )
 
@@ -280,28 +281,7 @@ func TestTreeManySubscribersOneFilter(t *testing.T) {
 	})
 }
 
-func key(i int) string { return "client-" + itoa(i) }
-
-func itoa(i int) string {
-	if i == 0 {
-		return "0"
-	}
-	neg := i < 0
-	if neg {
-		i = -i
-	}
-	var b [20]byte
-	p := len(b)
-	for ; i > 0; i /= 10 {
-		p--
-		b[p] = byte('0' + i%10)
-	}
-	if neg {
-		p--
-		b[p] = '-'
-	}
-	return string(b[p:])
-}
+func key(i int) string { return "client-" + strconv.Itoa(i) }
 
 func TestTreeSharedGroups(t *testing.T) {
 	eachCache(t, func(t *testing.T, size int) {
@@ -404,7 +384,7 @@ func memberKeys(g *Group[int]) string {
 		if i > 0 {
 			s += " "
 		}
-		s += m.Key + "=" + itoa(m.Value)
+		s += m.Key + "=" + strconv.Itoa(m.Value)
 	}
 	return s
 }
@@ -438,8 +418,8 @@ func TestTreeCacheBounded(t *testing.T) {
 		tr := New[int](size)
 		tr.Subscribe("#", "c", 1)
 		for i := 0; i < 3*size+10; i++ {
-			tr.Match("t/" + itoa(i))
-			tr.Match("t/" + itoa(i)) // admitted on the second miss
+			tr.Match("t/" + strconv.Itoa(i))
+			tr.Match("t/" + strconv.Itoa(i)) // admitted on the second miss
 		}
 		if n := tr.cache.len(); n > size || n == 0 {
 			t.Errorf("cache size %d: holds %d entries", size, n)
@@ -543,7 +523,7 @@ func TestTreeManyChildren(t *testing.T) {
 		tr := New[int](size)
 		const n = 100
 		for i := 0; i < n; i++ {
-			tr.Subscribe("d/"+itoa(i)+"/cmd", key(i), i)
+			tr.Subscribe("d/"+strconv.Itoa(i)+"/cmd", key(i), i)
 		}
 		tr.Subscribe("d/+/cmd", "all", -1)
 		check := func(present func(int) bool) {
@@ -552,9 +532,9 @@ func TestTreeManyChildren(t *testing.T) {
 				for j := 0; j < 3; j++ {
 					want := []string{"all@d/+/cmd=-1"}
 					if present(i) {
-						want = append(want, key(i)+"@d/"+itoa(i)+"/cmd="+itoa(i))
+						want = append(want, key(i)+"@d/"+strconv.Itoa(i)+"/cmd="+strconv.Itoa(i))
 					}
-					if got := render(tr.Match("d/" + itoa(i) + "/cmd")); !equalStrings(got, want) {
+					if got := render(tr.Match("d/" + strconv.Itoa(i) + "/cmd")); !equalStrings(got, want) {
 						t.Fatalf("device %d: got %v, want %v", i, got, want)
 					}
 				}
@@ -562,13 +542,13 @@ func TestTreeManyChildren(t *testing.T) {
 		}
 		check(func(int) bool { return true })
 		for i := 0; i < n; i += 2 {
-			if !tr.Unsubscribe("d/"+itoa(i)+"/cmd", key(i)) {
+			if !tr.Unsubscribe("d/"+strconv.Itoa(i)+"/cmd", key(i)) {
 				t.Fatalf("Unsubscribe %d failed", i)
 			}
 		}
 		check(func(i int) bool { return i%2 == 1 })
 		for i := 1; i < n-3; i += 2 {
-			tr.Unsubscribe("d/"+itoa(i)+"/cmd", key(i))
+			tr.Unsubscribe("d/"+strconv.Itoa(i)+"/cmd", key(i))
 		}
 		check(func(i int) bool { return i >= n-3 && i%2 == 1 })
 		if tr.Count() != 3 {

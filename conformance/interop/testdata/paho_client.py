@@ -9,6 +9,8 @@ read one JSON object per line from stdout:
   {"event": "subscribed", "granted": [1]}
   {"event": "message", "topic": "...", "payload": "<hex>", "qos": 1, "retain": false}
   {"event": "published", "count": 3}
+  {"event": "ready"}                     (will mode: connected, waiting)
+  {"event": "disconnected"}              (will mode: DISCONNECT sent on SIGINT)
   {"event": "error", "error": "..."}
 
 Every line also carries "t", the seconds since the script started.
@@ -17,8 +19,10 @@ Modes:
   sub   subscribe to --topic at --qos, print messages, exit after --count of them
   pub   publish every --payload in order at --qos (optionally --retain), wait
         until each one is acknowledged as its QoS requires, disconnect cleanly
-  will  connect with a will message (--topic, --payload, --qos) and then wait
-        to be killed; the test kills the process so no DISCONNECT is sent
+  will  connect with a will message (--topic, --payload, --qos), print
+        {"event": "ready"} and wait: SIGKILL drops the connection without
+        DISCONNECT; SIGINT makes the script send DISCONNECT, print
+        {"event": "disconnected"} and exit 0
 
 The script works with paho-mqtt 1.6 and 2.x: callbacks take *args because the
 two APIs (CallbackAPIVersion) pass different argument lists, and every step is
@@ -142,11 +146,25 @@ def main():
                         return 3
                     time.sleep(0.005)
             emit(event="published", count=len(args.payload))
-        else:  # will: stay connected until the test kills this process
-            while time.monotonic() < deadline:
-                time.sleep(0.05)
-            emit(event="error", error="will client was not killed before --timeout")
-            return 4
+        else:  # will: stay connected until the test kills or interrupts us
+            # SIGINT raises KeyboardInterrupt here (the test sends it only after
+            # "ready"). No signal handler: one that set a threading.Event could
+            # deadlock on the lock the interrupted main thread already holds.
+            try:
+                emit(event="ready")
+                while time.monotonic() < deadline:
+                    time.sleep(0.05)
+                emit(event="error", error="will client was not killed before --timeout")
+                return 4
+            except KeyboardInterrupt:
+                pass
+            # Leave with a DISCONNECT (reason 0), which discards the will.
+            client.disconnect()
+            if not disconnected.wait(max(0.0, min(2.0, deadline - time.monotonic()))):
+                emit(event="error", error="timed out sending DISCONNECT")
+                return 3
+            emit(event="disconnected")
+            return 0
         # A clean DISCONNECT: wait for it to go out before stopping the loop.
         client.disconnect()
         disconnected.wait(max(0.0, min(2.0, deadline - time.monotonic())))

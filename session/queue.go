@@ -1,0 +1,313 @@
+package session
+
+import (
+	"math"
+	"sync"
+
+	"github.com/beaconmq/beacon/storage"
+)
+
+// Paging of a durable session's queue. The rule: memory stays bounded
+// however large an offline backlog grows. A durable session keeps at most
+// MaxInMemory queued deliveries in memory (plus its inflight window); every
+// delivery beyond that exists only as its pending entry in the store, and
+// the session is "spilled". While spilled, every new delivery goes to the
+// store too, never to memory, and when the in-memory queue has run down to
+// half the bound it is refilled from the store in log sequence order
+// (ScanPending from the lowest sequence that may still be spilled), with
+// the messages read in one log scan when they are close together. Spilled
+// entries are thus delivered after everything queued before them and in
+// log order among themselves, and a publisher's messages, which reach the
+// log in the order they were published, keep that order [MQTT-4.6.0-5]
+// [MQTT-4.6.0-6]. The spill ends when a refill finds nothing more in the
+// store.
+//
+// Removal of completed deliveries is batched: PUBACK and PUBCOMP only note
+// the sequence number, and the pending entries are removed together when
+// removeBatch have gathered, when the session has nothing left in flight or
+// queued, before a refill scans the store, and on detach. A removal lost in
+// a crash costs no message and no duplicate QoS 2 delivery:
+//
+//   - QoS 1: the delivery is made again after the restart, a duplicate QoS 1
+//     allows (the receiver treats a PUBLISH after its PUBACK as a new
+//     message [MQTT-4.3.2-5]; delivery is "at least once").
+//   - QoS 2: a delivery completes normally by PUBCOMP from the released
+//     state, which Pubrec stores synchronously before PUBREL is sent. A
+//     lost removal therefore restores it as released, and the server only
+//     sends PUBREL again (never the PUBLISH [MQTT-4.3.3-6]); the client
+//     answers with PUBCOMP. A QoS 2 delivery completed from the sent state
+//     (a PUBREC with an error code) is removed synchronously, since its
+//     stored entry would otherwise resend the PUBLISH.
+//
+// The entry of a completed delivery may thus outlive it for a while; the
+// refill flushes the batch first so it never pages such an entry in again,
+// Push flushes it before storing a sequence number the batch holds (a
+// retained message delivered again), and LowestPendingSeq counts the batch
+// so the log collector keeps the messages those entries point at.
+
+// DefaultMaxInMemory is the default of Config.MaxInMemory.
+const DefaultMaxInMemory = 1024
+
+// removeBatch is the number of completed deliveries whose pending entries
+// are removed in one store call.
+const removeBatch = 512
+
+// spillState is the part of a durable session's queue that lives only in
+// the store, and the completed deliveries whose pending entries are still
+// to be removed. Guarded by Session.mu.
+type spillState struct {
+	on    bool   // pending entries exist in the store that are not in memory
+	count int    // how many (for MaxQueued and Counts)
+	from  uint64 // no spilled entry has a lower sequence number
+
+	rm    []uint64 // completed deliveries whose entries are not removed yet
+	rmMax uint64   // the highest sequence number in rm
+
+	// writing holds the sequence numbers of spilled entries being written
+	// right now (without the session lock, see spillLocked); done is
+	// signalled each time one finishes.
+	writing map[uint64]int
+	done    *sync.Cond
+}
+
+// endSpillLocked forgets the spill (nothing is left in the store that is
+// not in memory, or the caller removes it); removals still to be written
+// and entries being written are kept track of.
+func (s *Session) endSpillLocked() {
+	s.spill.on, s.spill.count, s.spill.from = false, 0, 0
+}
+
+// waitSpillWritesLocked waits until no spilled entry is being written, so
+// that the caller can delete or take over the store's entries.
+func (s *Session) waitSpillWritesLocked() {
+	for len(s.spill.writing) > 0 {
+		s.spill.done.Wait()
+	}
+}
+
+// memLimitLocked is the number of queued deliveries kept in memory.
+func (s *Session) memLimitLocked() int {
+	switch {
+	case !s.durableLocked() || s.cfg.MaxInMemory < 0:
+		return math.MaxInt
+	case s.cfg.MaxInMemory == 0:
+		return DefaultMaxInMemory
+	}
+	return s.cfg.MaxInMemory
+}
+
+// queuedLocked is the number of queued deliveries, in memory and spilled.
+func (s *Session) queuedLocked() int {
+	return len(s.queue) - s.qhead + s.spill.count
+}
+
+// spillingLocked reports whether a new delivery must go to the store only:
+// the session is spilled already (order: it queues behind the spilled
+// ones), or its in-memory queue is at the bound.
+func (s *Session) spillingLocked() bool {
+	return s.durableLocked() && (s.spill.on || len(s.queue)-s.qhead >= s.memLimitLocked())
+}
+
+// spillLocked stores d's pending entry without keeping d in memory. The
+// store write happens without the session lock: many publishers routing to
+// one session (the backlog case) then wait for the store together, and its
+// group commit covers them all with one fsync, instead of one fsync each
+// in turn. The entry counts as spilled from the start; a refill does not
+// move past an entry still being written (pageInLocked), and deleting the
+// session's entries waits for the writes (waitSpillWritesLocked). The
+// order of one publisher's messages is unaffected: its next message is
+// routed only after this call returned. It returns with s.mu held.
+func (s *Session) spillLocked(d *Delivery) error {
+	seq := d.Seq
+	if !s.spill.on || seq < s.spill.from {
+		// A concurrent publisher's message may be routed after one with a
+		// higher sequence number: the next refill starts from the lowest.
+		s.spill.from = seq
+	}
+	s.spill.on = true
+	s.spill.count++
+	if s.spill.writing == nil {
+		s.spill.writing = make(map[uint64]int)
+		s.spill.done = sync.NewCond(&s.mu)
+	}
+	s.spill.writing[seq]++
+	p := d.Pending
+	s.mu.Unlock()
+	err := s.cfg.Store.Enqueue(s.id, p)
+	s.mu.Lock()
+	if s.spill.writing[seq]--; s.spill.writing[seq] <= 0 {
+		delete(s.spill.writing, seq)
+	}
+	s.spill.done.Broadcast()
+	if err != nil {
+		if s.spill.count > 0 {
+			s.spill.count--
+		}
+		return s.storeErr(err)
+	}
+	return nil
+}
+
+// writingLowLocked returns the lowest sequence number being written to
+// the store by spillLocked, and whether there is one.
+func (s *Session) writingLowLocked() (uint64, bool) {
+	var low uint64
+	found := false
+	for seq := range s.spill.writing {
+		if !found || seq < low {
+			low, found = seq, true
+		}
+	}
+	return low, found
+}
+
+// refillLocked pages spilled deliveries into the in-memory queue once it
+// has run down to half the bound.
+func (s *Session) refillLocked() {
+	if !s.spill.on {
+		return
+	}
+	limit := s.memLimitLocked()
+	have := len(s.queue) - s.qhead
+	if have > limit/2 {
+		return
+	}
+	s.pageInLocked(limit - have)
+}
+
+// pageInLocked moves up to want spilled entries, in sequence order, into
+// the in-memory queue with their messages loaded, and ends the spill when
+// the store holds no more.
+func (s *Session) pageInLocked(want int) {
+	if s.fenced {
+		return
+	}
+	// Completed deliveries must not come back from the store.
+	s.flushRemovalsLocked()
+	var ps []storage.Pending
+	next, more := s.spill.from, false
+	// An entry still being written may be committed after entries with
+	// higher sequence numbers: stop before it, it is paged in next time.
+	wlow, writing := s.writingLowLocked()
+	err := s.cfg.Store.ScanPending(s.id, s.spill.from, func(p storage.Pending) bool {
+		if len(ps) == want || writing && p.Seq >= wlow {
+			more = true
+			return false
+		}
+		next = p.Seq + 1
+		if _, ok := s.bySeq[p.Seq]; !ok { // not queued or in flight already
+			ps = append(ps, p)
+		}
+		return true
+	})
+	if err != nil {
+		_ = s.storeErr(err)
+		return
+	}
+	ds := make([]*Delivery, len(ps))
+	for i, p := range ps {
+		d := &Delivery{Pending: p, stored: true}
+		// A spilled entry was never sent: spilled deliveries enter the
+		// inflight window only from memory.
+		d.State, d.PacketID = storage.PendingQueued, 0
+		ds[i] = d
+		s.bySeq[d.Seq] = d
+		s.queue = append(s.queue, d)
+	}
+	s.loadBatchLocked(ds)
+	if writing {
+		more = true
+		next = min(next, wlow)
+	}
+	s.spill.from = next
+	if more {
+		s.spill.count = max(s.spill.count-len(ps), 1)
+	} else {
+		s.endSpillLocked()
+	}
+}
+
+// unspillAllLocked pages every spilled delivery into memory (a session
+// ceasing to be durable keeps its whole queue in memory).
+func (s *Session) unspillAllLocked() {
+	s.waitSpillWritesLocked()
+	for s.spill.on && !s.fenced {
+		before := s.spill.from
+		s.pageInLocked(4096)
+		if s.spill.on && s.spill.from == before {
+			return // a failing store: give up rather than spin
+		}
+	}
+}
+
+// loadBatchLocked reads the messages of ds (in sequence order, Msg nil).
+// When their sequence numbers are close together one log scan reads them
+// all, much cheaper than a lookup each; the others are left for
+// loadLocked when they are about to be sent.
+func (s *Session) loadBatchLocked(ds []*Delivery) {
+	if len(ds) == 0 {
+		return
+	}
+	first, last := ds[0].Seq, ds[len(ds)-1].Seq
+	if last-first >= 4*uint64(len(ds)) {
+		return // sparse: other sessions' messages in between
+	}
+	i := 0
+	_ = s.cfg.Store.Scan(first, func(m *storage.Message) bool {
+		for i < len(ds) && ds[i].Seq < m.Seq {
+			i++ // gone from the log: loadLocked counts it
+		}
+		if i < len(ds) && ds[i].Seq == m.Seq {
+			ds[i].Msg = m
+			i++
+		}
+		return i < len(ds) && m.Seq < last
+	})
+}
+
+// removeLocked removes the pending entry of the completed delivery d,
+// batched as the comment at the top of this file explains.
+func (s *Session) removeLocked(d *Delivery) {
+	if !s.durableLocked() || s.fenced || !d.stored {
+		return
+	}
+	if d.QoS == 2 && d.State != storage.PendingReleased {
+		// Its entry says "sent": were it to survive a crash, the PUBLISH
+		// would be sent again after the client completed the exchange.
+		_ = s.storeErr(s.cfg.Store.RemovePending(s.id, d.Seq))
+		return
+	}
+	s.spill.rm = append(s.spill.rm, d.Seq)
+	s.spill.rmMax = max(s.spill.rmMax, d.Seq)
+	if len(s.spill.rm) >= removeBatch {
+		s.flushRemovalsLocked()
+	}
+}
+
+// flushRemovalsLocked removes the pending entries of the completed
+// deliveries noted by removeLocked.
+func (s *Session) flushRemovalsLocked() {
+	if len(s.spill.rm) == 0 {
+		return
+	}
+	rm := s.spill.rm
+	s.spill.rm, s.spill.rmMax = s.spill.rm[:0], 0
+	if s.durableLocked() && !s.fenced {
+		_ = s.storeErr(s.cfg.Store.RemovePending(s.id, rm...))
+	}
+}
+
+// FlushRemovals removes the pending entries of completed deliveries now
+// (tests, and a broker that wants the store exact before it stops).
+func (s *Session) FlushRemovals() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flushRemovalsLocked()
+}
+
+// Spilled returns how many queued deliveries are only in the store.
+func (s *Session) Spilled() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.spill.count
+}
