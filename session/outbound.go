@@ -142,7 +142,9 @@ func (s *Session) pumpLocked() {
 			}
 			continue
 		}
-		d.PacketID = s.allocIDLocked()
+		if d.PacketID == 0 {
+			d.PacketID = s.allocIDLocked()
+		}
 		d.State = storage.PendingSent
 		// Write-ahead: a durable session records the packet identifier
 		// before the PUBLISH leaves. Were it recorded after, a crash in
@@ -176,8 +178,13 @@ func (s *Session) pumpLocked() {
 		err := s.w.WritePublish(d, false)
 		if errors.Is(err, ErrBusy) {
 			// The connection's buffer is full: the delivery stays first in
-			// the queue; the writer pumps again once it drained.
-			d.PacketID, d.State = 0, storage.PendingQueued
+			// the queue; the writer pumps again once it drained. It keeps
+			// its packet identifier, reserved in byID: the store may already
+			// hold the identifier for it (write-ahead above), and giving the
+			// identifier to another delivery would leave two stored entries
+			// under one identifier after a crash [MQTT-2.3.1-4].
+			d.State = storage.PendingQueued
+			s.byID[d.PacketID] = d
 			s.qhead--
 			s.queue[s.qhead] = d
 			break
@@ -250,8 +257,8 @@ func (s *Session) Puback(packetID uint16) (*Delivery, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.byID[packetID]
-	if d == nil || d.QoS != 1 {
-		return nil, ErrUnknownPacketID
+	if d == nil || d.QoS != 1 || d.State == storage.PendingQueued {
+		return nil, ErrUnknownPacketID // not sent: an identifier only reserved
 	}
 	s.completeLocked(d)
 	s.pumpLocked()
@@ -268,8 +275,8 @@ func (s *Session) Pubrec(packetID uint16, failed bool) (*Delivery, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := s.byID[packetID]
-	if d == nil || d.QoS != 2 {
-		return nil, ErrUnknownPacketID
+	if d == nil || d.QoS != 2 || d.State == storage.PendingQueued {
+		return nil, ErrUnknownPacketID // not sent: an identifier only reserved
 	}
 	if failed {
 		s.completeLocked(d)

@@ -433,3 +433,54 @@ func TestRestoreLazyAndMissing(t *testing.T) {
 		t.Errorf("store still holds %d pending, want 1", n)
 	}
 }
+
+// A QoS 2 delivery refused by a busy connection after its packet identifier
+// was written ahead to the store keeps that identifier: no other delivery
+// gets it, so the store never holds two entries under one identifier
+// [MQTT-2.3.1-4], and an acknowledgement for it before it was sent is
+// refused.
+func TestBusyKeepsWrittenAheadPacketID(t *testing.T) {
+	f := newFixture()
+	s := New(f.config("c", 3600))
+	w := &recWriter{busy: true}
+	s.Attach(w, 0)
+	first := f.msg(t, 2, 0)
+	if err := s.Push(first); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.pubs) != 0 {
+		t.Fatalf("sent %d while busy", len(w.pubs))
+	}
+	var reserved uint16
+	f.store.ScanPending("c", 0, func(p storage.Pending) bool {
+		if p.Seq == first.Seq {
+			reserved = p.PacketID
+		}
+		return true
+	})
+	if reserved == 0 {
+		t.Fatal("the identifier was not written ahead to the store")
+	}
+	if _, err := s.Pubrec(reserved, false); !errors.Is(err, ErrUnknownPacketID) {
+		t.Fatalf("PUBREC for an unsent delivery: err %v, want ErrUnknownPacketID", err)
+	}
+	w.busy = false
+	second := f.msg(t, 2, 0)
+	if err := s.Push(second); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.pubs) != 2 || w.pubs[0].Seq != first.Seq || w.pubs[1].Seq != second.Seq {
+		t.Fatalf("sent %v, want seq %d then %d", w.pubs, first.Seq, second.Seq)
+	}
+	if w.pubs[0].PacketID != reserved {
+		t.Errorf("first delivery sent under id %d, want its reserved id %d", w.pubs[0].PacketID, reserved)
+	}
+	ids := map[uint16]uint64{}
+	f.store.ScanPending("c", 0, func(p storage.Pending) bool {
+		if prev, dup := ids[p.PacketID]; dup && p.PacketID != 0 {
+			t.Errorf("seq %d and %d stored under the same packet id %d", prev, p.Seq, p.PacketID)
+		}
+		ids[p.PacketID] = p.Seq
+		return true
+	})
+}

@@ -77,7 +77,7 @@ func TestBenchConnMemoryProfile(t *testing.T) {
 
 // TestBenchBacklogMemoryProfile is a profiling harness, not a check: an
 // in-process broker on badger (durability none, so the disk is not what
-// is measured) takes a backlog of BEACON_BENCH_BACKLOG messages (default
+// is measured, or BEACON_BENCH_DURABILITY) takes a backlog of BEACON_BENCH_BACKLOG messages (default
 // 100,000) for one offline session; at the end of the publish phase it
 // logs the heap and writes a heap profile to BEACON_BENCH_HEAPPROFILE.
 // Run with BEACON_BENCH_PROFILE=1.
@@ -91,6 +91,9 @@ func TestBenchBacklogMemoryProfile(t *testing.T) {
 	}
 	bo := storage.DefaultBadgerOptions(t.TempDir())
 	bo.Durability = storage.DurabilityNone
+	if d := os.Getenv("BEACON_BENCH_DURABILITY"); d != "" {
+		bo.Durability = d
+	}
 	st, err := storage.OpenBadger(bo)
 	if err != nil {
 		t.Fatal(err)
