@@ -450,31 +450,44 @@ func (b *Badger) readChunk(prefix, start []byte, fn func(k, v []byte) error) (ne
 	return next, err
 }
 
-// Scan calls fn for the messages with Seq >= from, in order.
-func (b *Badger) Scan(from uint64, fn func(*Message) bool) error {
-	start := msgKey(from)
-	buf := make([]*Message, 0, scanChunk)
+// scanPrefix decodes every item with prefix at or after start, a chunk at a
+// time (readChunk), and calls fn with each until fn returns false. Items of
+// a chunk are decoded inside its read transaction and handed to fn after it
+// closed, so fn may write to the store.
+func scanPrefix[T any](b *Badger, prefix, start []byte, decode func(k, v []byte) (T, error), fn func(T) bool) error {
+	buf := make([]T, 0, scanChunk)
 	for start != nil {
 		buf = buf[:0]
-		next, err := b.readChunk(prefixMsg, start, func(k, v []byte) error {
-			m, err := decodeMessage(v)
+		next, err := b.readChunk(prefix, start, func(k, v []byte) error {
+			item, err := decode(k, v)
 			if err != nil {
-				return fmt.Errorf("message %d: %w", seqFromMsgKey(k), err)
+				return err
 			}
-			buf = append(buf, m)
+			buf = append(buf, item)
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		for _, m := range buf {
-			if !fn(m) {
+		for _, item := range buf {
+			if !fn(item) {
 				return nil
 			}
 		}
 		start = next
 	}
 	return nil
+}
+
+// Scan calls fn for the messages with Seq >= from, in order.
+func (b *Badger) Scan(from uint64, fn func(*Message) bool) error {
+	return scanPrefix(b, prefixMsg, msgKey(from), func(k, v []byte) (*Message, error) {
+		m, err := decodeMessage(v)
+		if err != nil {
+			return nil, fmt.Errorf("message %d: %w", seqFromMsgKey(k), err)
+		}
+		return m, nil
+	}, fn)
 }
 
 // Head returns the last committed sequence number; it survives deletion of
@@ -502,29 +515,13 @@ func (b *Badger) LoadSession(clientID string) (*Session, error) {
 
 // Sessions calls fn for every stored session, in client ID order.
 func (b *Badger) Sessions(fn func(*Session) bool) error {
-	start := slices.Clone(prefixSession)
-	buf := make([]*Session, 0, scanChunk)
-	for start != nil {
-		buf = buf[:0]
-		next, err := b.readChunk(prefixSession, start, func(k, v []byte) error {
-			s, err := decodeSession(v)
-			if err != nil {
-				return fmt.Errorf("session %q: %w", k[len(prefixSession):], err)
-			}
-			buf = append(buf, s)
-			return nil
-		})
+	return scanPrefix(b, prefixSession, slices.Clone(prefixSession), func(k, v []byte) (*Session, error) {
+		s, err := decodeSession(v)
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("session %q: %w", k[len(prefixSession):], err)
 		}
-		for _, s := range buf {
-			if !fn(s) {
-				return nil
-			}
-		}
-		start = next
-	}
-	return nil
+		return s, nil
+	}, fn)
 }
 
 // ScanPending calls fn for clientID's entries with Seq >= from, in order.
@@ -534,32 +531,17 @@ func (b *Badger) ScanPending(clientID string, from uint64, fn func(Pending) bool
 		return err
 	}
 	start := binary.BigEndian.AppendUint64(slices.Clip(prefix), from)
-	buf := make([]Pending, 0, scanChunk)
-	for start != nil {
-		buf = buf[:0]
-		next, err := b.readChunk(prefix, start, func(k, v []byte) error {
-			rest := k[len(prefix):]
-			if len(rest) != 8 {
-				return fmt.Errorf("%w: malformed pending key %q", errCorruptValue, k)
-			}
-			p, err := decodePending(binary.BigEndian.Uint64(rest), v)
-			if err != nil {
-				return fmt.Errorf("pending %q/%d: %w", clientID, binary.BigEndian.Uint64(rest), err)
-			}
-			buf = append(buf, p)
-			return nil
-		})
+	return scanPrefix(b, prefix, start, func(k, v []byte) (Pending, error) {
+		rest := k[len(prefix):]
+		if len(rest) != 8 {
+			return Pending{}, fmt.Errorf("%w: malformed pending key %q", errCorruptValue, k)
+		}
+		p, err := decodePending(binary.BigEndian.Uint64(rest), v)
 		if err != nil {
-			return err
+			return Pending{}, fmt.Errorf("pending %q/%d: %w", clientID, binary.BigEndian.Uint64(rest), err)
 		}
-		for _, p := range buf {
-			if !fn(p) {
-				return nil
-			}
-		}
-		start = next
-	}
-	return nil
+		return p, nil
+	}, fn)
 }
 
 // CountPending returns how many entries clientID has queued. The count is
@@ -604,29 +586,13 @@ func (b *Badger) Inbound(clientID string) ([]uint16, error) {
 
 // Retained calls fn for every retained message, in topic order.
 func (b *Badger) Retained(fn func(*Message) bool) error {
-	start := slices.Clone(prefixRetained)
-	buf := make([]*Message, 0, scanChunk)
-	for start != nil {
-		buf = buf[:0]
-		next, err := b.readChunk(prefixRetained, start, func(k, v []byte) error {
-			m, err := decodeMessage(v)
-			if err != nil {
-				return fmt.Errorf("retained %q: %w", k[len(prefixRetained):], err)
-			}
-			buf = append(buf, m)
-			return nil
-		})
+	return scanPrefix(b, prefixRetained, slices.Clone(prefixRetained), func(k, v []byte) (*Message, error) {
+		m, err := decodeMessage(v)
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("retained %q: %w", k[len(prefixRetained):], err)
 		}
-		for _, m := range buf {
-			if !fn(m) {
-				return nil
-			}
-		}
-		start = next
-	}
-	return nil
+		return m, nil
+	}, fn)
 }
 
 // Cursor returns the stored position of name, 0 when never set.

@@ -95,33 +95,17 @@ func (b *Badger) Delayed(fn func(id uint64, due time.Time, m *Message) bool) err
 		due time.Time
 		m   *Message
 	}
-	start := slices.Clone(prefixDelayed)
-	buf := make([]entry, 0, scanChunk)
-	for start != nil {
-		buf = buf[:0]
-		next, err := b.readChunk(prefixDelayed, start, func(k, v []byte) error {
-			rest := k[len(prefixDelayed):]
-			if len(rest) != 16 {
-				return fmt.Errorf("%w: malformed delayed key %q", errCorruptValue, k)
-			}
-			due := int64(binary.BigEndian.Uint64(rest[:8]))
-			id := binary.BigEndian.Uint64(rest[8:])
-			m, err := decodeMessage(v)
-			if err != nil {
-				return fmt.Errorf("delayed message %d: %w", id, err)
-			}
-			buf = append(buf, entry{id, time.Unix(0, due), m})
-			return nil
-		})
+	return scanPrefix(b, prefixDelayed, slices.Clone(prefixDelayed), func(k, v []byte) (entry, error) {
+		rest := k[len(prefixDelayed):]
+		if len(rest) != 16 {
+			return entry{}, fmt.Errorf("%w: malformed delayed key %q", errCorruptValue, k)
+		}
+		due := int64(binary.BigEndian.Uint64(rest[:8]))
+		id := binary.BigEndian.Uint64(rest[8:])
+		m, err := decodeMessage(v)
 		if err != nil {
-			return err
+			return entry{}, fmt.Errorf("delayed message %d: %w", id, err)
 		}
-		for _, e := range buf {
-			if !fn(e.id, e.due, e.m) {
-				return nil
-			}
-		}
-		start = next
-	}
-	return nil
+		return entry{id, time.Unix(0, due), m}, nil
+	}, func(e entry) bool { return fn(e.id, e.due, e.m) })
 }
