@@ -187,8 +187,9 @@ func (c *client) ackPublish(p *packets.Publish, rc packets.ReasonCode) error {
 // message to subscribers: payload format [MQTT-3.3.2-4], message expiry,
 // content type, response topic, correlation data and user properties in
 // order [MQTT-3.3.2-17] [MQTT-3.3.2-18]. The topic alias and subscription
-// identifiers are per connection and are not copied. Slices are copied
-// because the decoder's buffers may be reused.
+// identifiers are per connection and are not copied. The slices are
+// copied so that a caller may append to them (dead letters add their dlq-*
+// user properties) without writing into a message other sessions share.
 func forwardProperties(in *packets.Properties) packets.Properties {
 	var out packets.Properties
 	out.PayloadFormat = in.PayloadFormat
@@ -286,7 +287,10 @@ func (s *Server) sendRetained(sess *session.Session, sub storage.Subscription) {
 		if exp := m.ExpiresAt(); !exp.IsZero() && !now.Before(exp) {
 			s.retained.Delete(m.Topic)
 			s.noteRetained(m.Topic, 0)
-			_ = s.store.DeleteRetained(m.Topic)
+			if err := s.store.DeleteRetained(m.Topic); err != nil && !errors.Is(err, storage.ErrNotFound) {
+				s.stats.StorageErrors.Add(1)
+				s.log.Warn("deleting expired retained message", "topic", m.Topic, "err", err)
+			}
 			s.stats.Session.Expired.Add(1)
 			continue
 		}

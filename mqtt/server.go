@@ -322,7 +322,9 @@ func (s *Server) restore() error {
 		return err
 	}
 	for _, t := range expiredRetained {
-		_ = s.store.DeleteRetained(t)
+		if err := s.store.DeleteRetained(t); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("deleting expired retained message %q: %w", t, err)
+		}
 	}
 	var recs []*storage.Session
 	if err := s.store.Sessions(func(r *storage.Session) bool {

@@ -20,7 +20,7 @@
 // level, which may be empty; '#' matches the parent level and any number of
 // child levels; topic levels are compared byte for byte; filters whose first
 // character is a wildcard never match topic names beginning with '$'. Filters
-// are assumed to have been validated by the caller (see ValidFilter); an
+// are assumed to have been validated by the caller (packets.ValidTopicFilter); an
 // invalid filter is stored without error but matches nothing useful.
 //
 // # Locks

@@ -1,6 +1,10 @@
 package topics
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/beaconmq/beacon/packets"
+)
 
 // FuzzMatch checks Tree, Index and MatchFilter against the reference matcher
 // for arbitrary valid filter/topic pairs, and that invalid input never
@@ -20,7 +24,7 @@ func FuzzMatch(f *testing.F) {
 		for i := 0; i < 3; i++ { // past admission into the cache
 			tr.Match(topic)
 		}
-		if ValidFilter(filter) != nil || ValidTopic(topic) != nil {
+		if packets.ValidTopicFilter(filter) != nil || packets.ValidTopicName(topic) != nil {
 			tr.Unsubscribe(filter, "k")
 			x.Match(filter, func(string, int) bool { return true })
 			return
