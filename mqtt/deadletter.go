@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -27,12 +28,20 @@ const (
 	dlqQueueSize = 4096
 )
 
+// DeadLetter says why a message is dead-lettered; its fields become the
+// dlq-* user properties of the dead letter.
+type DeadLetter struct {
+	Source       string    // "broker" or a bridge name: the topic is $dlq/{Source}/{original topic}
+	Reason       string    // dlq-reason, e.g. "expired", "queue-full", "sink-failed"
+	Attempts     int       // dlq-attempts; 0 is written as 1
+	FirstFailure time.Time // dlq-first-failure; zero means now
+	LastError    string    // dlq-last-error
+	Client       string    // dlq-client: the subscriber that failed, if any
+}
+
 type deadLetterItem struct {
-	msg     *storage.Message
-	client  string
-	reason  string
-	lastErr string
-	at      time.Time
+	msg *storage.Message
+	dl  DeadLetter
 }
 
 // onSessionDrop is the session.Config.OnDrop of every session.
@@ -46,7 +55,7 @@ func (s *Server) deadLetter(clientID string, m *storage.Message, reason, lastErr
 		return
 	}
 	select {
-	case s.dlq <- deadLetterItem{msg: m, client: clientID, reason: reason, lastErr: lastErr, at: time.Now()}:
+	case s.dlq <- deadLetterItem{msg: m, dl: DeadLetter{Source: dlqSource, Reason: reason, LastError: lastErr, Client: clientID, FirstFailure: time.Now()}}:
 	default:
 		s.stats.DeadLetterDropped.Add(1)
 	}
@@ -73,12 +82,26 @@ func (s *Server) dlqLoop() {
 }
 
 func (s *Server) publishDeadLetter(it deadLetterItem) {
-	topic := dlqPrefix + dlqSource + "/" + it.msg.Topic
-	if len(topic) > 65535 {
+	if err := s.DeadLetter(it.msg, it.dl); err != nil {
 		s.stats.DeadLetterDropped.Add(1)
-		return
+		s.log.Warn("publishing dead letter failed", "topic", it.msg.Topic, "err", err)
 	}
-	props := forwardProperties(&it.msg.Properties)
+}
+
+// DeadLetter publishes m on $dlq/{dl.Source}/{m.Topic} as a QoS 1 message
+// with its payload and properties (not its expiry) and the dlq-* user
+// properties, and returns once it is durable. Bridges call it when a sink
+// gives up on a message; an error means the dead letter was not stored and
+// the caller must keep the message.
+func (s *Server) DeadLetter(m *storage.Message, dl DeadLetter) error {
+	if dl.Source == "" || strings.Contains(dl.Source, "/") {
+		return fmt.Errorf("mqtt: dead letter source %q must be one topic level", dl.Source)
+	}
+	topic := dlqPrefix + dl.Source + "/" + m.Topic
+	if len(topic) > 65535 {
+		return fmt.Errorf("mqtt: dead letter topic for %q is longer than 65535 bytes", m.Topic)
+	}
+	props := forwardProperties(&m.Properties)
 	props = packets.Properties{
 		PayloadFormat:   props.PayloadFormat,
 		ContentType:     props.ContentType,
@@ -86,27 +109,54 @@ func (s *Server) publishDeadLetter(it deadLetterItem) {
 		CorrelationData: props.CorrelationData,
 		User:            props.User,
 	}
-	when := it.at.UTC().Format(time.RFC3339Nano)
+	first := dl.FirstFailure
+	if first.IsZero() {
+		first = time.Now()
+	}
+	attempts := max(dl.Attempts, 1)
 	props.User = append(props.User,
-		packets.UserProperty{Key: "dlq-reason", Value: it.reason},
-		packets.UserProperty{Key: "dlq-source", Value: dlqSource},
-		packets.UserProperty{Key: "dlq-original-topic", Value: it.msg.Topic},
-		packets.UserProperty{Key: "dlq-attempts", Value: strconv.Itoa(1)},
-		packets.UserProperty{Key: "dlq-first-failure", Value: when},
-		packets.UserProperty{Key: "dlq-last-error", Value: it.lastErr},
-		packets.UserProperty{Key: "dlq-client", Value: it.client},
+		packets.UserProperty{Key: "dlq-reason", Value: dl.Reason},
+		packets.UserProperty{Key: "dlq-source", Value: dl.Source},
+		packets.UserProperty{Key: "dlq-original-topic", Value: m.Topic},
+		packets.UserProperty{Key: "dlq-attempts", Value: strconv.Itoa(attempts)},
+		packets.UserProperty{Key: "dlq-first-failure", Value: first.UTC().Format(time.RFC3339Nano)},
+		packets.UserProperty{Key: "dlq-last-error", Value: dl.LastError},
 	)
-	m := &storage.Message{
+	if dl.Client != "" {
+		props.User = append(props.User, packets.UserProperty{Key: "dlq-client", Value: dl.Client})
+	}
+	d := &storage.Message{
 		Topic:      topic,
-		Payload:    it.msg.Payload,
+		Payload:    m.Payload,
 		QoS:        1,
 		Properties: props,
 		Created:    time.Now(),
 	}
-	if _, err := s.publish(m); err != nil {
-		s.stats.DeadLetterDropped.Add(1)
-		s.log.Warn("publishing dead letter failed", "topic", topic, "err", err)
-		return
+	if _, err := s.publish(d); err != nil {
+		return err
 	}
 	s.stats.DeadLettered.Add(1)
+	return nil
+}
+
+// Publish publishes m as if a client had sent it: stored when it must be,
+// retained if m.Retain, routed to every matching subscription. It returns
+// once m is durable in the configured mode (QoS 1/2), so a caller may then
+// acknowledge it upstream. Bridges (direction in) and dead-letter replay
+// use it. Topics under the reserved $SYS/ and $dlq/ prefixes are refused.
+func (s *Server) Publish(m *storage.Message) error {
+	if err := packets.ValidTopicName(m.Topic); err != nil {
+		return fmt.Errorf("mqtt: publish: %w", err)
+	}
+	if reservedTopic(m.Topic) {
+		return fmt.Errorf("mqtt: publish: topic %q is reserved for the broker", m.Topic)
+	}
+	if m.QoS > 2 {
+		return fmt.Errorf("mqtt: publish: QoS %d", m.QoS)
+	}
+	if m.Created.IsZero() {
+		m.Created = time.Now()
+	}
+	_, err := s.publish(m)
+	return err
 }

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/beaconmq/beacon/mqtt/topics"
 	"github.com/beaconmq/beacon/packets"
 	"github.com/beaconmq/beacon/session"
@@ -48,6 +50,8 @@ type Server struct {
 	mqttLn, wsLn net.Listener
 	httpSrv      *http.Server
 	httpLn       net.Listener
+	adminRoutes  []adminRoute // added by HandleAdmin before Start (http.go)
+	metrics      *prometheus.Registry
 	quit         chan struct{}
 
 	// Log garbage collection (loggc.go).
@@ -100,6 +104,7 @@ func New(opts Options) (*Server, error) {
 		quit:     make(chan struct{}),
 		dlq:      make(chan deadLetterItem, dlqQueueSize),
 		retSeq:   make(map[string]uint64),
+		metrics:  prometheus.NewRegistry(),
 	}
 	s.gcInterval = opts.LogGCInterval
 	if s.log == nil {
@@ -146,11 +151,7 @@ func (s *Server) Start() error {
 			s.closeListeners()
 			return fmt.Errorf("mqtt: listening on HTTPAddr %s: %w", s.opts.HTTPAddr, err)
 		}
-		mux := http.NewServeMux()
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/plain")
-			_, _ = io.WriteString(w, "ok\n")
-		})
+		mux := s.httpMux() // http.go
 		s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		s.goTracked(func() {
 			if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
