@@ -21,6 +21,7 @@ import (
 // [MQTT-3.1.4-1].
 func (c *client) connectReadError(r *packets.Reader, err error) {
 	c.srv.stats.ConnectsRefused.Add(1)
+	c.srv.stats.Refused.Inc("bad-connect")
 	var pe *packets.Error
 	if errors.As(err, &pe) {
 		c.log.Debug("bad CONNECT", "err", err)
@@ -47,6 +48,7 @@ func (c *client) connectReadError(r *packets.Reader, err error) {
 // when 3.1.1 has none [MQTT-3.2.2-6].
 func (c *client) refuse(rc packets.ReasonCode, why string) bool {
 	c.srv.stats.ConnectsRefused.Add(1)
+	c.srv.stats.Refused.Inc(rc.String())
 	c.log.Debug("CONNECT refused", "id", c.id, "reason", rc, "why", why)
 	if c.version != packets.V5 {
 		if _, ok := rc.ConnackReturnCode(); !ok {

@@ -136,6 +136,7 @@ func (s *Server) DeadLetter(m *storage.Message, dl DeadLetter) error {
 		return err
 	}
 	s.stats.DeadLettered.Add(1)
+	s.stats.DeadLetters.Inc(dl.Source, dl.Reason)
 	return nil
 }
 
@@ -159,4 +160,21 @@ func (s *Server) Publish(m *storage.Message) error {
 	}
 	_, err := s.publish(m)
 	return err
+}
+
+// SetDeadLetterReplayer registers fn as the destination of dead letters
+// whose source is source (a bridge name): replaying such a dead letter
+// hands the original message (topic and properties as before it was
+// dead-lettered) and its dlq-* record to fn instead of republishing it on
+// its original topic. fn returning an error puts it back on the dead
+// letter topic with Attempts counted up. A nil fn removes the replayer.
+func (s *Server) SetDeadLetterReplayer(source string, fn func(m *storage.Message, dl DeadLetter) error) {
+	// Stub: implemented by the dead-letter work.
+}
+
+// ReplayDeadLetters replays every stored dead letter of source (see
+// SetDeadLetterReplayer) and returns how many were replayed. Bridges call
+// it when their sink is healthy again.
+func (s *Server) ReplayDeadLetters(source string) (int, error) {
+	return 0, nil // Stub: implemented by the dead-letter work.
 }

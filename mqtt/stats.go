@@ -1,6 +1,8 @@
 package mqtt
 
 import (
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/beaconmq/beacon/session"
@@ -45,8 +47,53 @@ type Stats struct {
 	DroppedNoRoute        atomic.Uint64 // QoS 1/2 deliveries refused by a fenced/ended session
 	DroppedQueueFull      atomic.Uint64 // refused by a full session queue (also in Session.Overflow)
 
+	// DeadLetters counts dead letters by source and reason; Refused counts
+	// refused connections by reason (a CONNACK reason code name, or a
+	// limit's name). Both feed labelled Prometheus counters.
+	DeadLetters LabeledCounter
+	Refused     LabeledCounter
+
 	// Session holds the counters the session package increments: expired
 	// while queued, queue overflow, too large for the client, QoS 0 for an
 	// offline session, storage errors.
 	Session session.Stats
+}
+
+// LabeledCounter is a set of counters keyed by label values, for counts
+// whose labels are not known in advance (dead letters by source and
+// reason). The zero value is ready to use.
+type LabeledCounter struct {
+	mu sync.Mutex
+	m  map[string]*atomic.Uint64
+}
+
+// Inc adds one to the counter of labels.
+func (c *LabeledCounter) Inc(labels ...string) {
+	key := strings.Join(labels, "\x00")
+	c.mu.Lock()
+	n := c.m[key]
+	if n == nil {
+		if c.m == nil {
+			c.m = make(map[string]*atomic.Uint64)
+		}
+		n = new(atomic.Uint64)
+		c.m[key] = n
+	}
+	c.mu.Unlock()
+	n.Add(1)
+}
+
+// Each calls fn with the label values and count of every counter.
+func (c *LabeledCounter) Each(fn func(labels []string, n uint64)) {
+	c.mu.Lock()
+	keys := make([]string, 0, len(c.m))
+	vals := make([]uint64, 0, len(c.m))
+	for k, v := range c.m {
+		keys = append(keys, k)
+		vals = append(vals, v.Load())
+	}
+	c.mu.Unlock()
+	for i, k := range keys {
+		fn(strings.Split(k, "\x00"), vals[i])
+	}
 }
