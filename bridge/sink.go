@@ -43,3 +43,12 @@ func IsPermanent(err error) bool {
 	var p *permanentError
 	return errors.As(err, &p)
 }
+
+// Prober is implemented by sinks that can tell whether the remote end
+// works again without delivering a message. While a sink is down its
+// bridge probes it with backoff; the first success marks it up and starts
+// the automatic replay of the bridge's dead letters. A sink without Probe
+// is marked up by its next successful delivery.
+type Prober interface {
+	Probe(ctx context.Context) error
+}

@@ -1,9 +1,7 @@
 package mqtt
 
 import (
-	"bufio"
 	"errors"
-	"log/slog"
 	"net"
 	"runtime/debug"
 	"sync"
@@ -16,19 +14,20 @@ import (
 )
 
 // client is one network connection. Its reader goroutine (readLoop) owns
-// parsing and the protocol state of the connection; its writer goroutine
+// parsing and the protocol state of the connection; a writer goroutine
 // (writeLoop) drains the outbound buffer into the socket. Any goroutine may
 // queue a packet: it is encoded under outMu straight into the outbound
 // buffer, and the writer takes the whole buffer at once, so a burst of
 // packets leaves in one write (one syscall) and the buffer is flushed as
-// soon as it is non-empty.
+// soon as it is non-empty. The writer runs only while there is something
+// to write (signal starts it), so an idle connection costs one goroutine,
+// not two.
 type client struct {
 	srv  *Server
 	conn net.Conn
-	log  *slog.Logger
+	log  clientLog // remote address and client id added per record (clientlog.go)
 
-	wake  chan struct{} // cap 1: the outbound buffer is non-empty or closing was set
-	wdone chan struct{} // closed when writeLoop returns
+	wdone chan struct{} // closed when the writer closed the socket for good
 	done  chan struct{} // closed when the connection is completely torn down
 
 	// Set by the reader while handling CONNECT, before the client is
@@ -49,6 +48,11 @@ type client struct {
 	// Reader-only state.
 	inAliases map[uint16]string // inbound topic aliases (5.0)
 	noWill    bool              // normal DISCONNECT received: discard the will
+	lim       clientLimits      // connection limits, publish rate, certificate identity (limits.go)
+	auth      connAuth          // identity, enhanced authentication state (auth.go)
+
+	in   connReader // buffered input (connreader.go); reader only
+	pipe pipeline   // accepted PUBLISH packets waiting for the log (pipeline.go)
 
 	outMu      sync.Mutex
 	out        []byte // encoded packets waiting for the writer
@@ -58,6 +62,7 @@ type client struct {
 	outAliases map[string]uint16
 	aliasNext  uint16
 	needPump   bool // a QoS > 0 delivery waited for buffer room
+	writing    bool // a writer goroutine runs (or closed the socket for good)
 	scratch    packets.Publish
 
 	takenOver    atomic.Bool // another connection took the session over
@@ -66,22 +71,29 @@ type client struct {
 }
 
 func newClient(s *Server, conn net.Conn) *client {
-	return &client{
+	c := &client{
 		srv:         s,
 		conn:        conn,
-		log:         s.log.With("remote", conn.RemoteAddr().String()),
-		wake:        make(chan struct{}, 1),
 		wdone:       make(chan struct{}),
 		done:        make(chan struct{}),
 		problemInfo: true,
 	}
+	c.log.c = c
+	return c
 }
 
+// signal makes sure a writer runs: the outbound buffer is non-empty or
+// closing was set. outMu must be held.
 func (c *client) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if c.writing {
+		return
 	}
+	c.writing = true
+	c.srv.wg.Add(1) // the reader, tracked too, is alive: never Add from zero
+	go func() {
+		defer c.srv.wg.Done()
+		c.writeLoop()
+	}()
 }
 
 func (c *client) closeConn() {
@@ -125,73 +137,73 @@ func (c *client) kick(rc packets.ReasonCode) {
 		}
 		c.closing = true
 	}
-	c.outMu.Unlock()
 	c.signal()
+	c.outMu.Unlock()
 }
 
 const reasonShutdown = packets.ServerShuttingDown
 
-// writeLoop drains the outbound buffer into the socket until the
-// connection closes. A write blocked longer than WriteTimeout marks the
+// writeLoop drains the outbound buffer into the socket and returns when
+// it is empty; once closing is set it closes the socket (after flushing)
+// and closes wdone. A write blocked longer than WriteTimeout marks the
 // client as a slow consumer and closes the connection.
 func (c *client) writeLoop() {
-	defer close(c.wdone)
-	defer c.closeConn()
-	for range c.wake {
-		for {
-			c.outMu.Lock()
-			buf := c.out
-			c.out, c.spare = c.spare[:0], nil
+	for {
+		c.outMu.Lock()
+		buf := c.out
+		if len(buf) == 0 {
+			if c.closing {
+				c.outMu.Unlock() // writing stays set: no writer after this one
+				c.closeConn()
+				close(c.wdone)
+				return
+			}
+			c.writing = false
+			if cap(buf) > idleBufferMax {
+				c.out = nil // an idle connection keeps no large buffer
+			}
+			if cap(c.spare) > idleBufferMax {
+				c.spare = nil
+			}
 			c.outMu.Unlock()
-			if len(buf) > 0 {
-				_ = c.conn.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-				n, err := c.conn.Write(buf)
-				c.srv.stats.BytesSent.Add(uint64(n))
-				if err != nil {
-					var ne net.Error
-					if errors.As(err, &ne) && ne.Timeout() {
-						c.srv.stats.SlowConsumers.Add(1)
-						c.log.Warn("slow consumer disconnected: write blocked", "timeout", c.srv.opts.WriteTimeout)
-					}
-					c.outMu.Lock()
-					c.closing = true
-					c.out = nil
-					c.outMu.Unlock()
-					return
-				}
+			return
+		}
+		c.out, c.spare = c.spare[:0], nil
+		c.outMu.Unlock()
+
+		_ = c.conn.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+		n, err := c.conn.Write(buf)
+		c.srv.stats.BytesSent.Add(uint64(n))
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				c.srv.stats.SlowConsumers.Add(1)
+				c.log.Warn("slow consumer disconnected: write blocked", "timeout", c.srv.opts.WriteTimeout)
 			}
 			c.outMu.Lock()
-			if cap(buf) <= 256<<10 {
-				c.spare = buf[:0]
-			}
-			empty, closing, pump := len(c.out) == 0, c.closing, c.needPump
-			c.needPump = false
+			c.closing = true
+			c.out = nil
 			c.outMu.Unlock()
-			if pump && c.sess != nil {
-				// Deliveries held back while the buffer was full.
-				c.sess.Pump()
-				continue
-			}
-			if empty {
-				if closing {
-					return
-				}
-				break
-			}
+			c.closeConn()
+			close(c.wdone)
+			return
+		}
+		c.outMu.Lock()
+		if cap(buf) <= 256<<10 {
+			c.spare = buf[:0]
+		}
+		pump := c.needPump
+		c.needPump = false
+		c.outMu.Unlock()
+		if pump && c.sess != nil {
+			// Deliveries held back while the buffer was full.
+			c.sess.Pump()
 		}
 	}
 }
 
-// countingReader counts bytes received.
-type countingReader struct {
-	c *client
-}
-
-func (r countingReader) Read(p []byte) (int, error) {
-	n, err := r.c.conn.Read(p)
-	r.c.srv.stats.BytesReceived.Add(uint64(n))
-	return n, err
-}
+// idleBufferMax is the largest outbound buffer an idle connection keeps.
+const idleBufferMax = 1 << 10
 
 // readLoop reads and handles packets until the connection ends, then tears
 // the connection down.
@@ -205,7 +217,9 @@ func (c *client) readLoop() {
 			c.kick(packets.ImplementationSpecificError)
 		}
 	}()
-	r := packets.NewReader(bufio.NewReaderSize(countingReader{c}, 4096), int(c.srv.opts.MaxPacketSize))
+	c.in.c = c
+	defer c.in.release()
+	r := packets.NewReader(&c.in, int(c.srv.opts.MaxPacketSize))
 	// The first packet must be CONNECT, within ConnectTimeout [MQTT-3.1.0-1].
 	_ = c.conn.SetReadDeadline(time.Now().Add(c.srv.opts.ConnectTimeout))
 	p, err := r.Read()
@@ -254,7 +268,7 @@ func (c *client) readError(err error) {
 	case errors.As(err, &ne) && ne.Timeout():
 		if !c.isClosing() {
 			c.srv.stats.KeepAliveTimeouts.Add(1)
-			c.log.Debug("keep alive timeout")
+			c.log.Info("client disconnected", "reason", "keep alive timeout")
 			c.kick(packets.KeepAliveTimeout)
 		}
 	default:
@@ -263,7 +277,14 @@ func (c *client) readError(err error) {
 			c.handleError(pe)
 			return
 		}
-		c.log.Debug("connection closed", "err", err)
+		reason := "connection lost"
+		switch {
+		case c.takenOver.Load():
+			reason = "session taken over"
+		case c.isClosing():
+			reason = "closed by the server"
+		}
+		c.log.Info("client disconnected", "reason", reason, "err", err)
 	}
 }
 
@@ -277,6 +298,7 @@ func (c *client) isClosing() bool {
 // *packets.Error carrying one) is sent to 5.0 clients in DISCONNECT.
 func (c *client) handleError(err error) {
 	if errors.Is(err, errClientDisconnect) {
+		c.log.Info("client disconnected", "reason", "DISCONNECT from client")
 		return
 	}
 	var rc packets.ReasonCode
@@ -291,7 +313,8 @@ func (c *client) handleError(err error) {
 	if rc == packets.MalformedPacket || rc == packets.ProtocolError {
 		c.srv.stats.ProtocolErrors.Add(1)
 	}
-	c.log.Debug("closing connection", "reason", rc, "err", err)
+	c.srv.countLimitDisconnect(rc) // limits.go
+	c.log.Info("client disconnected", "reason", rc.String(), "err", err)
 	c.kick(rc)
 }
 
@@ -299,10 +322,11 @@ func (c *client) handleError(err error) {
 // what is queued, closes the socket and hands the session back to the
 // server (will, expiry).
 func (c *client) teardown() {
+	c.pipeWait() // publish what was accepted before the will (pipeline.go)
 	c.outMu.Lock()
 	c.closing = true
-	c.outMu.Unlock()
 	c.signal()
+	c.outMu.Unlock()
 	<-c.wdone
 	c.closeConn()
 	c.srv.clientGone(c)

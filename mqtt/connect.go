@@ -20,11 +20,14 @@ import (
 // when the version was readable; then the connection closes
 // [MQTT-3.1.4-1].
 func (c *client) connectReadError(r *packets.Reader, err error) {
+	if c.tlsHandshakeFailed(err) { // tls.go
+		return
+	}
 	c.srv.stats.ConnectsRefused.Add(1)
 	c.srv.stats.Refused.Inc("bad-connect")
 	var pe *packets.Error
 	if errors.As(err, &pe) {
-		c.log.Debug("bad CONNECT", "err", err)
+		c.log.Info("connection refused: bad CONNECT", "err", err)
 		switch {
 		case pe.Code == packets.UnsupportedProtocolVersion:
 			c.version = packets.V311
@@ -49,7 +52,7 @@ func (c *client) connectReadError(r *packets.Reader, err error) {
 func (c *client) refuse(rc packets.ReasonCode, why string) bool {
 	c.srv.stats.ConnectsRefused.Add(1)
 	c.srv.stats.Refused.Inc(rc.String())
-	c.log.Debug("CONNECT refused", "id", c.id, "reason", rc, "why", why)
+	c.log.Info("connection refused", "client", c.id, "reason", rc.String(), "why", why)
 	if c.version != packets.V5 {
 		if _, ok := rc.ConnackReturnCode(); !ok {
 			return false
@@ -84,7 +87,7 @@ func (c *client) fitConnack(ack *packets.Connack) {
 		return
 	}
 	keep := ack.Properties
-	ack.Properties = packets.Properties{AssignedClientID: keep.AssignedClientID}
+	ack.Properties = packets.Properties{AssignedClientID: keep.AssignedClientID, AuthMethod: keep.AuthMethod, AuthData: keep.AuthData}
 	if keep.Has(packets.PropServerKeepAlive) {
 		ack.Properties.ServerKeepAlive = keep.ServerKeepAlive
 		ack.Properties.Mark(packets.PropServerKeepAlive)
@@ -137,11 +140,10 @@ func (c *client) handleConnect(p *packets.Connect) bool {
 			c.problemInfo = false // [MQTT-3.1.2-29]
 		}
 	}
-	if p.Properties.AuthMethod != "" {
-		// Enhanced authentication is not supported.
-		return c.refuse(packets.BadAuthenticationMethod, "enhanced authentication is not supported")
+	if c.lim.refuse != 0 {
+		return c.refuseByLimit() // over a connection limit since accept (limits.go)
 	}
-	assigned := false
+	c.certIdentity(p) // TLSUseCNAsUsername, before authentication (tls.go)
 	if c.id == "" {
 		switch {
 		case c.version == packets.V31:
@@ -151,12 +153,13 @@ func (c *client) handleConnect(p *packets.Connect) bool {
 			return c.refuse(packets.ClientIdentifierNotValid, "empty client identifier requires clean session")
 		}
 		c.id = newClientID() // [MQTT-3.1.3-6]
-		assigned = true
 	}
-	c.log = c.log.With("client", c.id)
 
 	if w := p.Will; w != nil {
 		if err := packets.ValidTopicName(w.Topic); err != nil {
+			return c.refuse(packets.TopicNameInvalid, "will topic: "+err.Error())
+		}
+		if err := s.topicOverLimit(w.Topic); err != nil { // limits.go
 			return c.refuse(packets.TopicNameInvalid, "will topic: "+err.Error())
 		}
 		if reservedTopic(w.Topic) {
@@ -178,6 +181,28 @@ func (c *client) handleConnect(p *packets.Connect) bool {
 			Properties: props, // user properties keep their order [MQTT-3.1.3-10]
 			Publisher:  c.id,
 		}
+	}
+
+	// Authentication (auth.go); an enhanced authentication exchange makes
+	// the CONNACK wait for the client's AUTH packets.
+	switch c.authenticate(p) {
+	case authRefused:
+		return false
+	case authPending:
+		return true
+	}
+	return c.completeConnect(p)
+}
+
+// completeConnect finishes a CONNECT whose client is authenticated: the
+// will topic is authorized, the session settled and CONNACK sent. It
+// reports whether the connection continues.
+func (c *client) completeConnect(p *packets.Connect) bool {
+	s := c.srv
+	o := &s.opts
+	assigned := p.ClientID == ""
+	if c.will != nil && !c.mayPublish(c.will.Topic) {
+		return c.refuse(packets.NotAuthorized, "will topic not authorized") // publish permission, acl.go
 	}
 
 	// Session expiry: 5.0 from the property [MQTT-3.1.2-23]; 3.1.1 clean
@@ -218,6 +243,9 @@ func (c *client) handleConnect(p *packets.Connect) bool {
 	if !ok {
 		return c.refuse(packets.ServerUnavailable, "server shutting down")
 	}
+	if present {
+		c.recheckSubscriptions() // the ACL may deny what the resumed session had (acl.go)
+	}
 
 	ack := &packets.Connack{SessionPresent: present}
 	if c.version == packets.V5 {
@@ -246,6 +274,7 @@ func (c *client) handleConnect(p *packets.Connect) bool {
 		}
 		pr.MaximumPacketSize = o.MaxPacketSize
 		pr.TopicAliasMaximum = o.TopicAliasMaximum
+		pr.AuthMethod, pr.AuthData = c.auth.method, c.auth.final // [MQTT-4.12.0-5]
 		// Wildcard, subscription identifier and shared subscriptions are all
 		// available, which is the default when the properties are absent.
 	}
@@ -264,6 +293,6 @@ func (c *client) handleConnect(p *packets.Connect) bool {
 	// Resend unacknowledged PUBLISH and PUBREL, then queued deliveries
 	// [MQTT-4.4.0-1]; only when the session was resumed is there anything.
 	c.sess.Attach(c, receiveMax)
-	c.log.Debug("client connected", "version", c.version, "clean", p.CleanStart, "present", present, "keepalive", ka, "expiry", expiry)
+	c.log.Info("client connected", "version", c.version.String(), "clean", p.CleanStart, "present", present, "keepalive", ka, "expiry", expiry)
 	return true
 }

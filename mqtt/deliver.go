@@ -109,6 +109,7 @@ func (c *client) WritePublish(d *session.Delivery, dup bool) error {
 	c.srv.stats.MessagesSent.Add(1)
 	c.srv.stats.PacketsSent.Add(1)
 	c.srv.stats.PublishSent[d.QoS].Add(1)
+	c.srv.stats.PayloadSent[d.QoS].Add(uint64(len(m.Payload)))
 	c.signal()
 	return nil
 }

@@ -13,6 +13,9 @@ import (
 // closes the connection; a packets.ReasonCode is sent to 5.0 clients in
 // DISCONNECT first.
 func (c *client) handle(p packets.Packet) error {
+	if c.auth.pending != nil {
+		return c.handlePendingAuth(p) // enhanced authentication before CONNACK (auth.go)
+	}
 	var err error
 	switch p := p.(type) {
 	case *packets.Publish:
@@ -30,6 +33,9 @@ func (c *client) handle(p packets.Packet) error {
 	case *packets.Pubrec:
 		err = c.handlePubrec(p)
 	case *packets.Pubrel:
+		if _, queued := c.pipePending(p.PacketID); queued {
+			c.pipeWait() // PUBREL before our PUBREC: release after it
+		}
 		known, e := c.sess.InboundRelease(p.PacketID)
 		if e != nil {
 			c.log.Warn("releasing inbound QoS 2 state failed", "err", e)
@@ -44,18 +50,25 @@ func (c *client) handle(p packets.Packet) error {
 			c.log.Debug("PUBCOMP for unknown packet id", "id", p.PacketID)
 		}
 	case *packets.Subscribe:
+		c.pipeWait() // retained messages published before it are stored
 		err = c.handleSubscribe(p)
 	case *packets.Unsubscribe:
+		c.pipeWait()
 		err = c.handleUnsubscribe(p)
 	case *packets.Pingreq:
+		// After the acknowledgements of what came before, as a strictly
+		// sequential broker answers; clients use it as a barrier.
+		c.pipeWait()
 		err = c.send(&packets.Pingresp{}) // [MQTT-3.12.4-1]
 	case *packets.Disconnect:
+		c.pipeWait() // acknowledge what came before it
 		return c.handleDisconnect(p)
 	case *packets.Connect:
 		return packets.ProtocolError // [MQTT-3.1.0-2]
+	case *packets.Auth:
+		err = c.handleAuth(p) // re-authentication (auth.go)
 	default:
-		// AUTH without an authentication method in CONNECT, and packets
-		// only a server sends.
+		// Packets only a server sends.
 		return packets.ProtocolError
 	}
 	if errors.Is(err, errClosing) {
@@ -93,6 +106,7 @@ func (c *client) handlePublish(p *packets.Publish) error {
 	s := c.srv
 	s.stats.MessagesReceived.Add(1)
 	s.stats.PublishReceived[p.QoS].Add(1)
+	s.stats.PayloadReceived[p.QoS].Add(uint64(len(p.Payload)))
 	topic := p.Topic
 	if c.version == packets.V5 && p.Properties.Has(packets.PropTopicAlias) {
 		a := p.Properties.TopicAlias
@@ -117,20 +131,36 @@ func (c *client) handlePublish(p *packets.Publish) error {
 		return packets.RetainNotSupported // 5.0 §3.2.2.3.5: RETAIN without Retain Available
 	}
 	if p.QoS > 0 {
-		dup, err := c.sess.InboundCheck(p.PacketID, p.QoS)
+		pending, queued := c.pipePending(p.PacketID) // pipeline.go
+		dup, err := c.sess.InboundCheckPending(p.PacketID, p.QoS, pending)
 		if err != nil && c.version == packets.V5 {
 			return packets.ReceiveMaximumExceeded
 		}
-		if dup {
+		if dup || (queued && p.QoS == 2) {
 			// Still awaiting PUBREL: acknowledge again, deliver nothing
-			// [MQTT-4.3.3-10].
-			return c.send(&packets.Pubrec{PacketID: p.PacketID})
+			// [MQTT-4.3.3-10]; in order after what the pipeline holds.
+			if c.pipeIdle() {
+				return c.send(&packets.Pubrec{PacketID: p.PacketID})
+			}
+			c.pipeEnqueue(pipeItem{p: p, dup: true})
+			return nil
 		}
+	}
+	if err := s.topicOverLimit(topic); err != nil { // limits.go
+		s.stats.DroppedTopicLimit.Add(1)
+		c.log.Debug("PUBLISH dropped", "err", err)
+		return c.ackPublish(p, packets.TopicNameInvalid)
+	}
+	if c.publishOverRate() { // limits.go
+		return c.refusePublishRate(p)
 	}
 	if reservedTopic(topic) {
 		s.stats.DroppedReserved.Add(1)
 		c.log.Debug("PUBLISH to reserved topic dropped", "topic", topic)
 		return c.ackPublish(p, packets.NotAuthorized)
+	}
+	if !c.mayPublish(topic) {
+		return c.publishDenied(p, topic) // ACL (acl.go)
 	}
 	m := &storage.Message{
 		Topic:      topic,
@@ -143,6 +173,11 @@ func (c *client) handlePublish(p *packets.Publish) error {
 	}
 	if isDelayedTopic(topic) {
 		return c.publishDelayed(p, m) // delayed.go
+	}
+	if p.QoS > 0 || !c.pipeIdle() {
+		// Appended, routed and acknowledged by the pipeline, in order.
+		c.pipeEnqueue(pipeItem{p: p, m: m})
+		return nil
 	}
 	if _, err := s.publish(m); err != nil {
 		c.log.Warn("storing PUBLISH failed", "topic", topic, "err", err)
@@ -163,9 +198,18 @@ func (c *client) handlePublish(p *packets.Publish) error {
 	return c.ackPublish(p, packets.Success)
 }
 
-// ackPublish sends PUBACK (QoS 1) or PUBREC (QoS 2) with rc; 3.1.1 acks
-// carry no reason code, so a refused message is acknowledged as received.
+// ackPublish sends PUBACK (QoS 1) or PUBREC (QoS 2) with rc from the
+// reader: after the acknowledgements of earlier PUBLISH packets still in
+// the pipeline [MQTT-4.6.0-2].
 func (c *client) ackPublish(p *packets.Publish, rc packets.ReasonCode) error {
+	c.pipeWait()
+	return c.sendPublishAck(p, rc)
+}
+
+// sendPublishAck sends PUBACK (QoS 1) or PUBREC (QoS 2) with rc; 3.1.1
+// acks carry no reason code, so a refused message is acknowledged as
+// received.
+func (c *client) sendPublishAck(p *packets.Publish, rc packets.ReasonCode) error {
 	if c.version != packets.V5 {
 		rc = packets.Success
 	}
@@ -220,6 +264,7 @@ func (c *client) handleSubscribe(p *packets.Subscribe) error {
 	}
 	codes := make([]packets.ReasonCode, len(p.Subscriptions))
 	var retained []storage.Subscription
+	quota := c.newSubQuota() // MaxSubscriptionsPerClient (limits.go)
 	for i, req := range p.Subscriptions {
 		if err := packets.ValidTopicFilter(req.Filter); err != nil {
 			codes[i] = packets.TopicFilterInvalid // 0x8F; 3.1.1 has only 0x80
@@ -228,7 +273,7 @@ func (c *client) handleSubscribe(p *packets.Subscribe) error {
 			}
 			continue
 		}
-		_, _, shared, err := packets.ParseShared(req.Filter)
+		_, inner, shared, err := packets.ParseShared(req.Filter)
 		if err != nil {
 			codes[i] = packets.TopicFilterInvalid
 			if c.version != packets.V5 {
@@ -238,6 +283,14 @@ func (c *client) handleSubscribe(p *packets.Subscribe) error {
 		}
 		if shared && req.NoLocal {
 			return packets.ProtocolError // [MQTT-3.8.3-4]
+		}
+		if !c.maySubscribe(inner) { // ACL (acl.go)
+			codes[i] = c.subscribeDenied(req.Filter)
+			continue
+		}
+		if rc := c.subscribeLimit(quota, req.Filter); rc != 0 { // limits.go
+			codes[i] = rc
+			continue
 		}
 		sub := storage.Subscription{
 			Filter:            req.Filter,
@@ -255,6 +308,7 @@ func (c *client) handleSubscribe(p *packets.Subscribe) error {
 		}
 		s.tree.Subscribe(sub.Filter, c.id, subValue{sess: c.sess, sub: sub}) // replaces an existing one [MQTT-3.8.4-3]
 		codes[i] = packets.ReasonCode(sub.QoS)
+		quota.added(sub.Filter)
 		// Retained messages: on every subscribe (0), only for a new
 		// subscription (1), never (2) [MQTT-3.3.1-9] [MQTT-3.3.1-10]
 		// [MQTT-3.3.1-11]; never for shared subscriptions (5.0 §4.8.2).

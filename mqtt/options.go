@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/beaconmq/beacon/storage"
@@ -20,8 +21,13 @@ type Options struct {
 	// WSAddr is the WebSocket listen address (path /mqtt, subprotocols mqtt
 	// and mqttv3.1); "" disables it.
 	WSAddr string
-	// HTTPAddr serves /healthz; "" disables it.
+	// HTTPAddr serves /healthz, /readyz, /metrics and the admin API under
+	// /api/v1; "" disables it.
 	HTTPAddr string
+	// AdminToken is the bearer token the admin API (/api/v1) requires
+	// ("Authorization: Bearer TOKEN"). Empty means no token: the admin API
+	// then answers only clients connecting from a loopback address.
+	AdminToken string
 
 	// Store persists sessions, pending deliveries, retained messages and the
 	// log. nil means a fresh memory store owned (and closed) by the Server;
@@ -78,12 +84,88 @@ type Options struct {
 	// message or log reader needs any more are deleted (0 disables, and the
 	// log then grows without bound).
 	LogGCInterval time.Duration
+	// LogRetention and LogRetentionBytes bound the log by age and by size
+	// (topic, payload and properties of its messages) even where entries
+	// are still needed; each log collection enforces them, and what a
+	// session or log reader still needed is dead-lettered, never dropped
+	// silently (loggc.go). 0 = no limit. They need LogGCInterval > 0.
+	LogRetention      time.Duration
+	LogRetentionBytes int64
 	// SharedStrategy is the default member-picking strategy of shared
 	// subscription groups; SharedStrategies overrides it per group name.
 	SharedStrategy   string
 	SharedStrategies map[string]string
 	// TopicCacheSize bounds the topic tree's match cache (0 disables it).
 	TopicCacheSize int
+
+	// TLS listeners and client certificates (tls.go, docs/security.md).
+	//
+	// TLSAddr is the MQTT over TLS listen address (Mosquitto users expect
+	// ":8883"); WSSAddr the WebSocket over TLS one (path /mqtt). "" disables
+	// each. Both need TLSCertFile and TLSKeyFile (PEM), re-read on Reload.
+	TLSAddr     string
+	WSSAddr     string
+	TLSCertFile string
+	TLSKeyFile  string
+	// TLSCAFile holds the PEM CA certificates that client certificates must
+	// chain to; required when TLSClientAuth is "request" or "require".
+	TLSCAFile string
+	// TLSClientAuth is "none" (no client certificate asked for), "request"
+	// (verified when sent) or "require" (handshake refused without a valid
+	// one).
+	TLSClientAuth string
+	// TLSUseCNAsUsername makes the Common Name of a verified client
+	// certificate the connection's username, whatever CONNECT says.
+	TLSUseCNAsUsername bool
+	// TLSMinVersion is the lowest TLS version accepted: "1.2" or "1.3".
+	TLSMinVersion string
+
+	// Limits (limits.go, docs/security.md). 0 means unlimited everywhere.
+	//
+	// MaxConnections and MaxConnectionsPerIP bound open network connections
+	// (CONNACK 0x97 Quota exceeded; 3.1.1: 0x03 Server unavailable).
+	MaxConnections      int
+	MaxConnectionsPerIP int
+	// MaxConnectRatePerIP is the sustained rate of new connections per
+	// remote IP (per second, token bucket of ConnectBurstPerIP; CONNACK
+	// 0x9F Connection rate exceeded).
+	MaxConnectRatePerIP float64
+	ConnectBurstPerIP   int
+	// MaxPublishRate is the sustained rate of PUBLISH packets per
+	// connection (per second, token bucket of PublishBurst): beyond it 5.0
+	// QoS 1/2 is refused with 0x97, QoS 0 dropped and counted, and a 3.1.1
+	// QoS 1/2 publisher disconnected.
+	MaxPublishRate float64
+	PublishBurst   int
+	// MaxQueuedBytes bounds the payload and topic bytes of each session's
+	// queued QoS 1/2 deliveries; a delivery beyond it is dead-lettered with
+	// reason queue-full.
+	MaxQueuedBytes int
+	// MaxSubscriptionsPerClient bounds each session's subscriptions
+	// (SUBACK 0x97 Quota exceeded; 3.1.1: 0x80).
+	MaxSubscriptionsPerClient int
+	// MaxTopicLength (bytes) and MaxTopicLevels bound topic names and
+	// filters: PUBLISH gets 0x90 Topic Name invalid, SUBSCRIBE 0x8F Topic
+	// Filter invalid.
+	MaxTopicLength int
+	MaxTopicLevels int
+
+	// Authentication and authorization (auth.go, acl.go, docs/security.md).
+	//
+	// PasswordFile holds "user:hash" lines (bcrypt or SCRAM-SHA-256, written
+	// by `beacon passwd`); ACLFile the access rules. Both are re-read on
+	// Reload. Authenticator and Authorizer are the same hooks for programs
+	// embedding the broker; each excludes its file.
+	PasswordFile  string
+	ACLFile       string
+	Authenticator Authenticator
+	Authorizer    Authorizer
+	// AllowAnonymous lets clients without a user name connect when
+	// authentication is configured (without any, everyone may connect).
+	AllowAnonymous bool
+	// ACLDenyAction is what a PUBLISH the ACL refuses leads to: "drop"
+	// (counted; 5.0 QoS 1/2 answered with 0x87) or "disconnect".
+	ACLDenyAction string
 }
 
 // DefaultOptions returns the configuration `beacon serve` runs with when
@@ -109,6 +191,10 @@ func DefaultOptions() Options {
 		LogGCInterval:        10 * time.Second,
 		SharedStrategy:       string(sharedRoundRobin),
 		TopicCacheSize:       4096,
+		TLSClientAuth:        "none",
+		TLSMinVersion:        "1.2",
+		MaxTopicLevels:       defaultMaxTopicLevels,
+		ACLDenyAction:        ACLDenyDrop,
 	}
 }
 
@@ -124,9 +210,15 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %q is not host:port (use \":1883\", \"127.0.0.1:0\" or \"\" to disable): %v", a.name, a.addr, err))
 		}
 	}
-	if o.MQTTAddr == "" && o.WSAddr == "" {
-		errs = append(errs, errors.New("MQTTAddr and WSAddr are both empty: enable at least one listener"))
+	if strings.ContainsAny(o.AdminToken, " \t\r\n") {
+		errs = append(errs, errors.New("AdminToken contains white space: use a token without spaces or line breaks (e.g. the output of `openssl rand -hex 32`)"))
 	}
+	if o.MQTTAddr == "" && o.WSAddr == "" && o.TLSAddr == "" && o.WSSAddr == "" {
+		errs = append(errs, errors.New("MQTTAddr, WSAddr, TLSAddr and WSSAddr are all empty: enable at least one listener"))
+	}
+	errs = append(errs, o.validateTLS()...)    // tls.go
+	errs = append(errs, o.validateLimits()...) // limits.go
+	errs = append(errs, o.validateAuth()...)   // auth.go
 	if o.MaxPacketSize < 64 || o.MaxPacketSize > 268435460 {
 		errs = append(errs, fmt.Errorf("MaxPacketSize %d out of range: use 64..268435460 bytes (default 1 MiB)", o.MaxPacketSize))
 	}
@@ -153,6 +245,12 @@ func (o *Options) Validate() error {
 	}
 	if o.LogGCInterval < 0 {
 		errs = append(errs, fmt.Errorf("LogGCInterval %v is negative: use 0 to disable log garbage collection", o.LogGCInterval))
+	}
+	if o.LogRetention < 0 || o.LogRetentionBytes < 0 {
+		errs = append(errs, fmt.Errorf("LogRetention %v / LogRetentionBytes %d is negative: use 0 for no limit", o.LogRetention, o.LogRetentionBytes))
+	}
+	if (o.LogRetention > 0 || o.LogRetentionBytes > 0) && o.LogGCInterval == 0 {
+		errs = append(errs, errors.New("LogRetention and LogRetentionBytes are enforced by log collection, which LogGCInterval 0 disables: set LogGCInterval (e.g. 10s) or remove the retention limits"))
 	}
 	if o.SysInterval < 0 {
 		errs = append(errs, fmt.Errorf("SysInterval %v is negative: use 0 to disable $SYS", o.SysInterval))

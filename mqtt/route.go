@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/beaconmq/beacon/mqtt/topics"
 	"github.com/beaconmq/beacon/session"
@@ -24,11 +25,31 @@ func (s *Server) publish(m *storage.Message) (int, error) {
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
 	if m.QoS > 0 {
-		if err := s.store.Append(context.Background(), m); err != nil {
-			s.stats.StorageErrors.Add(1)
+		if err := s.appendLog(m); err != nil {
 			return 0, err
 		}
 	}
+	return s.publishAppended(m)
+}
+
+// appendLog appends msgs to the log in one call (one group commit) and
+// returns once they are durable. The caller holds gcMu for reading until
+// the messages are routed.
+func (s *Server) appendLog(msgs ...*storage.Message) error {
+	start := time.Now()
+	err := s.store.Append(context.Background(), msgs...)
+	s.stats.AppendLatency.Observe(time.Since(start))
+	if err != nil {
+		s.stats.StorageErrors.Add(1)
+		return err
+	}
+	s.notifyLogAppended() // wake log readers (bridges): logwatch.go
+	return nil
+}
+
+// publishAppended is publish after the append: retained store, then
+// routing. The caller holds gcMu for reading.
+func (s *Server) publishAppended(m *storage.Message) (int, error) {
 	if m.Retain {
 		if err := s.retain(m); err != nil {
 			s.stats.StorageErrors.Add(1)

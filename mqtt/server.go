@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,7 +48,12 @@ type Server struct {
 	clients  map[*client]struct{}
 	closing  bool
 
+	auth atomic.Pointer[authConfig] // password file, ACL; swapped by Reload (auth.go)
+
 	mqttLn, wsLn net.Listener
+	tlsLn, wssLn net.Listener // MQTT and WebSocket over TLS (tls.go)
+	tls          tlsState     // current TLS configuration (tls.go)
+	limits       connLimits   // connection counts and connect rates (limits.go)
 	httpSrv      *http.Server
 	httpLn       net.Listener
 	adminRoutes  []adminRoute // added by HandleAdmin before Start (http.go)
@@ -62,6 +68,7 @@ type Server struct {
 	retMu      sync.Mutex
 	retSeq     map[string]uint64   // topic -> log seq of its retained message (QoS > 0)
 	dlq        chan deadLetterItem // dead letters waiting for dlqLoop
+	dl         dlqState            // dead-letter index and replay (deadletter.go)
 	delayed    delayedState        // delayed publish schedule (delayed.go)
 	wg         sync.WaitGroup      // every goroutine the server starts
 }
@@ -114,6 +121,9 @@ func New(opts Options) (*Server, error) {
 		s.store = storage.NewMemory()
 		s.ownStore = true
 	}
+	if err := s.initAuth(); err != nil { // auth.go
+		return nil, fmt.Errorf("mqtt: %w", err)
+	}
 	s.initSys()
 	return s, nil
 }
@@ -146,6 +156,14 @@ func (s *Server) Start() error {
 			return fmt.Errorf("mqtt: listening on WSAddr %s: %w", s.opts.WSAddr, err)
 		}
 	}
+	if err = s.startTLS(); err != nil {
+		s.closeListeners()
+		return fmt.Errorf("mqtt: loading TLS files: %w", err)
+	}
+	if err = s.listenTLS(); err != nil { // tls.go
+		s.closeListeners()
+		return err
+	}
 	if s.opts.HTTPAddr != "" {
 		if s.httpLn, err = net.Listen("tcp", s.opts.HTTPAddr); err != nil {
 			s.closeListeners()
@@ -154,7 +172,7 @@ func (s *Server) Start() error {
 		mux := s.httpMux() // http.go
 		s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		s.goTracked(func() {
-			if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				s.log.Error("http server stopped", "err", err)
 			}
 		})
@@ -162,7 +180,7 @@ func (s *Server) Start() error {
 	s.goTracked(func() { s.sched.run(s.quit) })
 	s.goTracked(s.dlqLoop)
 	s.startDelayed() // publishes what fell due while the broker was down
-	for _, ln := range []net.Listener{s.mqttLn, s.wsLn} {
+	for _, ln := range []net.Listener{s.mqttLn, s.wsLn, s.tlsLn, s.wssLn} {
 		if ln != nil {
 			s.goTracked(func() { s.acceptLoop(ln) })
 		}
@@ -173,7 +191,7 @@ func (s *Server) Start() error {
 	if s.gcInterval > 0 {
 		s.goTracked(s.gcLoop)
 	}
-	s.log.Info("beacon listening", "mqtt", s.MQTTAddr(), "ws", s.WSAddr(), "http", s.HTTPAddr())
+	s.log.Info("beacon listening", "mqtt", s.MQTTAddr(), "ws", s.WSAddr(), "tls", s.TLSAddr(), "wss", s.WSSAddr(), "http", s.HTTPAddr())
 	return nil
 }
 
@@ -202,7 +220,7 @@ func (s *Server) WSAddr() string { return addrOf(s.wsLn) }
 func (s *Server) HTTPAddr() string { return addrOf(s.httpLn) }
 
 func (s *Server) closeListeners() {
-	for _, ln := range []net.Listener{s.mqttLn, s.wsLn, s.httpLn} {
+	for _, ln := range []net.Listener{s.mqttLn, s.wsLn, s.tlsLn, s.wssLn, s.httpLn} {
 		if ln != nil {
 			_ = ln.Close()
 		}
@@ -234,19 +252,36 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			continue
 		}
 		delay = 0
-		s.stats.ConnectionsTotal.Add(1)
-		c := newClient(s, conn)
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			_ = conn.Close()
-			continue
-		}
-		s.clients[c] = struct{}{}
-		s.mu.Unlock()
-		s.goTracked(c.writeLoop)
-		s.goTracked(c.readLoop)
+		s.serveConn(conn)
 	}
+}
+
+// serveConn starts serving an accepted connection: it is counted against
+// the connection limits (limits.go) and gets its reader goroutine (the
+// writer starts when there is something to write). It never blocks on the
+// connection (the TLS handshake happens in the reader). It returns the client, or nil when the server
+// is shutting down and closed conn.
+func (s *Server) serveConn(conn net.Conn) *client {
+	s.stats.ConnectionsTotal.Add(1)
+	c := newClient(s, conn)
+	if !s.admit(c) {
+		s.refuseAtOnce(c) // far over a connection limit (limits.go)
+		return nil
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		s.release(c)
+		_ = conn.Close()
+		return nil
+	}
+	s.clients[c] = struct{}{}
+	s.mu.Unlock()
+	s.goTracked(func() {
+		defer s.release(c)
+		c.readLoop()
+	})
+	return c
 }
 
 var errTemporary = errors.New("temporary")
@@ -370,6 +405,7 @@ func (s *Server) sessionConfig(clientID string, v packets.Version, expiry uint32
 		Store:          s.store,
 		MaxInflight:    s.opts.MaxInflight,
 		MaxQueued:      s.opts.MaxQueuedMessages,
+		MaxQueuedBytes: s.opts.MaxQueuedBytes,
 		ReceiveMaximum: s.opts.ReceiveMaximum,
 		Stats:          &s.stats.Session,
 		OnDrop:         s.onSessionDrop,

@@ -24,6 +24,8 @@ type Stats struct {
 	BytesSent         atomic.Uint64
 	PublishReceived   [3]atomic.Uint64 // by QoS
 	PublishSent       [3]atomic.Uint64 // by QoS
+	PayloadReceived   [3]atomic.Uint64 // application payload bytes of PUBLISH packets received, by QoS
+	PayloadSent       [3]atomic.Uint64 // application payload bytes of PUBLISH packets sent, by QoS
 	RetainedStored    atomic.Uint64
 	WillsPublished    atomic.Uint64
 	SessionsExpired   atomic.Uint64
@@ -41,11 +43,41 @@ type Stats struct {
 	DelayedPublished  atomic.Uint64 // delayed messages published at their due time
 	DelayedExpired    atomic.Uint64 // delayed messages whose Message Expiry passed before their due time (dead-lettered)
 
+	// Retention (loggc.go): entries removed by LogRetention/LogRetentionBytes
+	// while still needed; session deliveries of them dead-lettered; and
+	// messages dead-lettered for a log reader (HoldLog) that had not read them.
+	RetentionRemoved      atomic.Uint64
+	RetentionDeadLettered atomic.Uint64
+	RetentionReaderGaps   atomic.Uint64
+
 	DroppedReserved       atomic.Uint64 // client PUBLISH to $SYS/ or $dlq/
 	DroppedDelayedInvalid atomic.Uint64 // PUBLISH to a malformed $delayed/ topic (5.0 QoS >= 1: refused with 0x90)
 	DroppedSlowQoS0       atomic.Uint64 // QoS 0 beyond a connection's MaxOutboundBytes
 	DroppedNoRoute        atomic.Uint64 // QoS 1/2 deliveries refused by a fenced/ended session
 	DroppedQueueFull      atomic.Uint64 // refused by a full session queue (also in Session.Overflow)
+	DroppedTopicLimit     atomic.Uint64 // PUBLISH whose topic exceeds MaxTopicLength/MaxTopicLevels (5.0 QoS >= 1: refused with 0x90)
+
+	// Dead-letter replay and purge (deadletter.go).
+	DeadLettersReplayed    atomic.Uint64 // replayed to their destination and removed from the index
+	DeadLetterReplayFailed atomic.Uint64 // replays that failed (the dead letter stays, or is dead-lettered again)
+	DeadLettersPurged      atomic.Uint64 // removed from the index by purge
+
+	// Limits and TLS (limits.go, tls.go).
+	PublishRateLimited   atomic.Uint64 // PUBLISH over MaxPublishRate: not routed (5.0 QoS >= 1: PUBACK/PUBREC 0x97; 3.1.1 QoS >= 1: disconnected)
+	SubscriptionsRefused atomic.Uint64 // SUBSCRIBE filters refused by MaxSubscriptionsPerClient, MaxTopicLength or MaxTopicLevels
+	TLSHandshakeErrors   atomic.Uint64 // TLS handshakes that failed or timed out (MQTT over TLS)
+	PacketsTooLarge      atomic.Uint64 // connections closed for a packet over MaxPacketSize (5.0: DISCONNECT 0x95)
+	ReceiveMaxExceeded   atomic.Uint64 // connections closed for exceeding Receive Maximum (5.0: DISCONNECT 0x93)
+
+	// Authorization (acl.go, auth.go). Refused CONNECTs are in Refused by
+	// reason code.
+	DroppedNotAuthorized atomic.Uint64 // PUBLISH refused by the ACL (dropped, 0x87, or disconnected)
+	SubscribeDenied      atomic.Uint64 // SUBSCRIBE filters refused by the ACL
+	ReauthFailures       atomic.Uint64 // failed 5.0 re-authentications (disconnected)
+
+	// AppendLatency is the distribution of log append durations of the
+	// publish path (metrics.go).
+	AppendLatency LatencyHistogram
 
 	// DeadLetters counts dead letters by source and reason; Refused counts
 	// refused connections by reason (a CONNACK reason code name, or a

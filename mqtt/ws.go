@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -54,12 +55,34 @@ type wsListener struct {
 // cookies, so a cross-site page gains nothing a direct client would not
 // have, and dashboards are often served from another origin.
 func listenWS(addr string, logger *slog.Logger) (net.Listener, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	return serveWS(ln, wsHandshakeTimeout, logger), nil
+}
+
+// wsHandshakeTimeout bounds the HTTP upgrade request of a WebSocket
+// connection.
+const wsHandshakeTimeout = 10 * time.Second
+
+// listenWSS is listenWS over TLS (WSSAddr): the HTTP server performs each
+// TLS handshake in its per-connection goroutine, with the configuration
+// cfg hands out (tls.go); timeout bounds the handshake and, separately,
+// the upgrade request.
+func listenWSS(addr string, cfg *tls.Config, timeout time.Duration, logger *slog.Logger) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return serveWS(tls.NewListener(ln, cfg), timeout, logger), nil
+}
+
+// serveWS serves WebSocket upgrades on ln, each request bounded by
+// timeout; see listenWS.
+func serveWS(ln net.Listener, timeout time.Duration, logger *slog.Logger) *wsListener {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
 	l := &wsListener{
 		ln:     ln,
@@ -69,7 +92,7 @@ func listenWS(addr string, logger *slog.Logger) (net.Listener, error) {
 		served: make(chan struct{}),
 	}
 	up := &websocket.Upgrader{
-		HandshakeTimeout: 10 * time.Second,
+		HandshakeTimeout: timeout,
 		Subprotocols:     wsSubprotocols,
 		CheckOrigin:      func(*http.Request) bool { return true },
 	}
@@ -89,7 +112,7 @@ func listenWS(addr string, logger *slog.Logger) (net.Listener, error) {
 	})
 	l.srv = &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: timeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 	go func() {
@@ -98,7 +121,7 @@ func listenWS(addr string, logger *slog.Logger) (net.Listener, error) {
 			logger.Error("websocket listener stopped", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
-	return l, nil
+	return l
 }
 
 // Accept waits for the next upgraded connection.

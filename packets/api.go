@@ -6,7 +6,7 @@ package packets
 //	errors.go    type Error; var ErrIncomplete; Type.String; Version.String
 //	reasons.go   ReasonCode.Error/String/ConnackReturnCode;
 //	             ReasonCodeFromConnack311; ValidReasonCode
-//	reader.go    NewReader(r *bufio.Reader, maxSize int) *Reader;
+//	reader.go    NewReader(r ByteReader, maxSize int) *Reader; (a *bufio.Reader will do)
 //	             (*Reader).SetVersion/Version/SetMaxSize/Read
 //	decode.go    Decode(b []byte, v Version) (Packet, int, error);
 //	             DecodeBody(h FixedHeader, body []byte, v Version) (Packet, error)

@@ -3,8 +3,8 @@
 // 5.0 (5), and validates them. It does no I/O policy and imports nothing
 // else from Beacon.
 //
-// Reading: a Reader wraps a *bufio.Reader and returns one Packet at a time
-// (*Connect, *Publish, ...). The first packet of a connection is a CONNECT;
+// Reading: a Reader wraps a ByteReader (e.g. a *bufio.Reader) and returns
+// one Packet at a time (*Connect, *Publish, ...). The first packet of a connection is a CONNECT;
 // the Reader decodes it with the version inside and then uses that version
 // for every later packet (SetVersion sets it by hand on a client). The
 // maximum packet size is checked before the body is allocated. Decode and

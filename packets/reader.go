@@ -1,7 +1,6 @@
 package packets
 
 import (
-	"bufio"
 	"io"
 	"strconv"
 )
@@ -16,14 +15,22 @@ import (
 // returned packet may keep its strings and slices (which alias the body)
 // for as long as it likes.
 type Reader struct {
-	r   *bufio.Reader
+	r   ByteReader
 	max int
 	v   Version
 }
 
+// ByteReader is what a Reader reads from: a *bufio.Reader, or any
+// buffered reader whose ReadByte is cheap (the fixed header is read a byte
+// at a time).
+type ByteReader interface {
+	io.Reader
+	io.ByteReader
+}
+
 // NewReader returns a Reader on r. maxSize bounds a whole packet, fixed
 // header included; 0 means the protocol maximum.
-func NewReader(r *bufio.Reader, maxSize int) *Reader {
+func NewReader(r ByteReader, maxSize int) *Reader {
 	rd := &Reader{r: r}
 	rd.SetMaxSize(maxSize)
 	return rd

@@ -50,7 +50,7 @@ func (s *Session) Push(d *Delivery) error {
 	if _, dup := s.bySeq[d.Seq]; dup {
 		return nil
 	}
-	if s.cfg.MaxQueued > 0 && s.queuedLocked() >= s.cfg.MaxQueued {
+	if s.cfg.MaxQueued > 0 && s.queuedLocked() >= s.cfg.MaxQueued || s.bytesFullLocked(d) {
 		s.stats.Overflow.Add(1)
 		s.dropped(d, DropQueueFull)
 		return ErrQueueFull
@@ -68,6 +68,7 @@ func (s *Session) Push(d *Delivery) error {
 		if err := s.spillLocked(d); err != nil {
 			return err
 		}
+		s.chargeLocked(d)
 		if s.fenced {
 			return ErrFenced
 		}
@@ -87,6 +88,7 @@ func (s *Session) Push(d *Delivery) error {
 	}
 	s.bySeq[d.Seq] = d
 	s.queue = append(s.queue, d)
+	s.chargeLocked(d)
 	s.pumpLocked()
 	if sendNow && s.durableLocked() && !d.stored && s.bySeq[d.Seq] == d {
 		// The write-ahead in pumpLocked failed: the delivery stays queued
@@ -133,6 +135,7 @@ func (s *Session) pumpLocked() {
 			}
 			continue
 		}
+		s.unchargeLocked(d)
 		if exp := d.Msg.ExpiresAt(); !exp.IsZero() && !now.Before(exp) {
 			s.stats.Expired.Add(1)
 			s.dropped(d, DropExpired)
@@ -171,6 +174,7 @@ func (s *Session) pumpLocked() {
 				d.PacketID, d.State = 0, storage.PendingQueued
 				s.qhead--
 				s.queue[s.qhead] = d
+				s.chargeLocked(d)
 				_ = s.storeErr(err)
 				break
 			}
@@ -187,6 +191,7 @@ func (s *Session) pumpLocked() {
 			s.byID[d.PacketID] = d
 			s.qhead--
 			s.queue[s.qhead] = d
+			s.chargeLocked(d)
 			break
 		}
 		if errors.Is(err, ErrTooLarge) {
@@ -204,6 +209,9 @@ func (s *Session) pumpLocked() {
 	if s.qhead == len(s.queue) {
 		s.queue = s.queue[:0]
 		s.qhead = 0
+		if !s.spill.on {
+			s.qbytes = 0 // nothing queued: no drift survives (queue.go)
+		}
 	} else if s.qhead > 1024 && s.qhead > len(s.queue)/2 {
 		s.queue = append(s.queue[:0], s.queue[s.qhead:]...)
 		s.qhead = 0
@@ -361,7 +369,7 @@ func (s *Session) Drain() []*Delivery {
 			out = append(out, d)
 		}
 	}
-	s.flight, s.queue, s.qhead = nil, nil, 0
+	s.flight, s.queue, s.qhead, s.qbytes = nil, nil, 0, 0
 	s.byID = make(map[uint16]*Delivery)
 	s.bySeq = make(map[uint64]*Delivery)
 	if s.durableLocked() && !s.fenced && len(seqs) > 0 {

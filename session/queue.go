@@ -311,3 +311,46 @@ func (s *Session) Spilled() int {
 	defer s.mu.Unlock()
 	return s.spill.count
 }
+
+// Queued bytes (Config.MaxQueuedBytes). A delivery is charged its topic
+// and payload length when Push queues it (in memory or spilled) and
+// uncharged when it leaves the queue for the inflight window or is
+// dropped there (by then its message is loaded again, and messages are
+// immutable, so the same size comes off). A delivery is refused when the
+// queue is not empty and it would take the total past the bound, so one
+// message larger than the bound can still be delivered, alone. Deliveries
+// restored from the store after a restart were never charged (reading
+// every message to size it would defeat paging); uncharging them stops at
+// zero, and the total is reset whenever the queue is empty, so the count
+// can run low after a restart but never stays high.
+
+// deliveryBytes is what d is charged (0 while its message is not loaded).
+func deliveryBytes(d *Delivery) int {
+	if d.Msg == nil {
+		return 0
+	}
+	return len(d.Msg.Topic) + len(d.Msg.Payload)
+}
+
+// bytesFullLocked reports whether queuing d would exceed MaxQueuedBytes,
+// counting it in Stats.OverflowBytes.
+func (s *Session) bytesFullLocked(d *Delivery) bool {
+	if s.cfg.MaxQueuedBytes <= 0 || s.qbytes == 0 || s.qbytes+deliveryBytes(d) <= s.cfg.MaxQueuedBytes {
+		return false
+	}
+	s.stats.OverflowBytes.Add(1)
+	return true
+}
+
+// chargeLocked adds d to the queued bytes.
+func (s *Session) chargeLocked(d *Delivery) { s.qbytes += deliveryBytes(d) }
+
+// unchargeLocked removes d from the queued bytes.
+func (s *Session) unchargeLocked(d *Delivery) { s.qbytes = max(0, s.qbytes-deliveryBytes(d)) }
+
+// QueuedBytes returns the bytes charged to the queue (see above).
+func (s *Session) QueuedBytes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.qbytes
+}

@@ -84,11 +84,14 @@ type Writer interface {
 // Stats are the counters a Session increments; several sessions share one.
 type Stats struct {
 	Expired    atomic.Uint64 // deliveries dropped because their message expired while queued
-	Overflow   atomic.Uint64 // deliveries refused because the queue was full
+	Overflow   atomic.Uint64 // deliveries refused because the queue was full (messages or bytes)
 	TooLarge   atomic.Uint64 // deliveries dropped because they exceed the client's Maximum Packet Size
 	Offline0   atomic.Uint64 // QoS 0 messages dropped because the session was offline
 	StoreError atomic.Uint64 // storage writes that failed
 	Missing    atomic.Uint64 // pending deliveries whose message was gone from the log
+
+	// OverflowBytes counts the part of Overflow refused by MaxQueuedBytes.
+	OverflowBytes atomic.Uint64
 }
 
 // Config creates a Session.
@@ -106,6 +109,10 @@ type Config struct {
 	// MaxQueued caps the deliveries waiting to enter the inflight window (0 =
 	// unlimited).
 	MaxQueued int
+	// MaxQueuedBytes caps the topic and payload bytes of those deliveries
+	// (0 = unlimited); see queue.go. Refusals are counted in
+	// Stats.OverflowBytes and reported to OnDrop as DropQueueFull.
+	MaxQueuedBytes int
 	// MaxInMemory bounds the queued deliveries a durable session keeps in
 	// memory; the rest stay only in the store and are paged in as the queue
 	// drains (queue.go). 0 means DefaultMaxInMemory, < 0 no bound.
@@ -131,7 +138,7 @@ type DropReason string
 // Reasons a delivery is discarded.
 const (
 	DropExpired   DropReason = "expired"    // Message Expiry Interval passed while queued
-	DropQueueFull DropReason = "queue-full" // MaxQueued reached (refuse-newest policy)
+	DropQueueFull DropReason = "queue-full" // MaxQueued or MaxQueuedBytes reached (refuse-newest policy)
 	DropTooLarge  DropReason = "too-large"  // larger than the client's Maximum Packet Size
 )
 
@@ -165,6 +172,7 @@ type Session struct {
 	inbound map[uint16]struct{}  // QoS 2 packet ids received, PUBREL not yet seen
 	stats   *Stats
 	spill   spillState // the part of a durable session's queue kept only in the store (queue.go)
+	qbytes  int        // bytes of the queued deliveries, for MaxQueuedBytes (queue.go)
 }
 
 // New returns an empty session (no subscriptions, nothing pending) for

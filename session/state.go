@@ -10,11 +10,11 @@ import (
 // a QoS 2 PUBLISH is remembered from the PUBREC the server sends until the
 // client's PUBREL, so a resent PUBLISH with the same identifier is
 // acknowledged again but not delivered twice [MQTT-4.3.3-10]. The set also
-// is the inbound send quota: QoS 1 PUBLISH packets are acknowledged before
-// the next packet is read, so the QoS > 0 PUBLISH packets the client has
-// unacknowledged at any moment are exactly these plus the one being
-// handled; a client that exceeds the server's Receive Maximum is
-// disconnected with 0x93 (5.0 §3.3.4, [MQTT-3.3.4-7] is the client's duty).
+// is the inbound send quota: the QoS > 0 PUBLISH packets the client has
+// unacknowledged at any moment are these plus those the connection has
+// accepted and not yet acknowledged (InboundCheckPending); a client that
+// exceeds the server's Receive Maximum is disconnected with 0x93 (5.0
+// §3.3.4, [MQTT-3.3.4-7] is the client's duty).
 
 // InboundCheck decides what to do with a QoS > 0 PUBLISH carrying
 // packetID: dup is true when a QoS 2 PUBLISH with that identifier is still
@@ -22,6 +22,13 @@ import (
 // ErrReceiveMaximum when accepting a new one would exceed the server's
 // Receive Maximum.
 func (s *Session) InboundCheck(packetID uint16, qos byte) (dup bool, err error) {
+	return s.InboundCheckPending(packetID, qos, 0)
+}
+
+// InboundCheckPending is InboundCheck for a connection that has pending
+// more QoS > 0 PUBLISH packets accepted but not acknowledged yet (they
+// wait for the log append): they count against the Receive Maximum too.
+func (s *Session) InboundCheckPending(packetID uint16, qos byte, pending int) (dup bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.inbound[packetID]; ok {
@@ -31,7 +38,7 @@ func (s *Session) InboundCheck(packetID uint16, qos byte) (dup bool, err error) 
 		// A QoS 1 PUBLISH reusing an identifier still awaiting PUBREL is a
 		// new message; the QoS 2 state for it stays.
 	}
-	if len(s.inbound)+1 > int(s.cfg.ReceiveMaximum) {
+	if len(s.inbound)+pending+1 > int(s.cfg.ReceiveMaximum) {
 		return false, ErrReceiveMaximum
 	}
 	return false, nil

@@ -51,6 +51,24 @@ type BadgerOptions struct {
 	// MemTableSize and BlockCacheSize bound badger's memory use.
 	MemTableSize   int64
 	BlockCacheSize int64
+	// BaseTableSize is the size of the tables badger's compactions write
+	// at the base level (doubling per level below it). A compaction keeps
+	// up to about a dozen table builders of twice this size in memory at
+	// once, so it bounds the memory of compactions (docs/storage.md).
+	BaseTableSize int64
+	// CompactInterval and CompactAfterDeletes schedule the compaction that
+	// gives back disk space after large deletions (maintain.go): it runs
+	// once CompactAfterDeletes entries were deleted since the last one and
+	// the store was quiet for a whole CompactInterval.
+	CompactInterval     time.Duration
+	CompactAfterDeletes int
+	// MinFreeBytes is the free space the data dir's filesystem must keep:
+	// below it, writes that add data fail with ErrFull (maintain.go).
+	// 0 = the default, 6 × MemTableSize + 32 MiB; negative = no reserve.
+	MinFreeBytes int64
+	// TrimInterval is how often the resident pages of badger's table files
+	// are given back to the kernel (trim_linux.go); negative = never.
+	TrimInterval time.Duration
 	// MaxGroup caps how many write requests one group commit takes.
 	MaxGroup int
 	// Logger receives the store's and badger's own logs; nil discards them.
@@ -75,8 +93,13 @@ func DefaultBadgerOptions(dir string) BadgerOptions {
 		GCDiscardRatio: 0.5,
 		ValueThreshold: 4 << 10,
 		MemTableSize:   8 << 20,
-		BlockCacheSize: 16 << 20,
+		BlockCacheSize: 8 << 20,
+		BaseTableSize:  512 << 10,
 		MaxGroup:       4096,
+
+		CompactInterval:     10 * time.Second,
+		CompactAfterDeletes: 100_000,
+		TrimInterval:        time.Second,
 	}
 }
 
@@ -94,7 +117,8 @@ func (o *BadgerOptions) Validate() error {
 	default:
 		return fmt.Errorf("storage: durability %q is not one of sync, batch, none", o.Durability)
 	}
-	if o.BatchInterval < 0 || o.GCInterval < 0 || o.ValueThreshold < 0 || o.MemTableSize < 0 || o.BlockCacheSize < 0 || o.MaxGroup < 0 {
+	if o.BatchInterval < 0 || o.GCInterval < 0 || o.ValueThreshold < 0 || o.MemTableSize < 0 || o.BlockCacheSize < 0 || o.MaxGroup < 0 ||
+		o.BaseTableSize < 0 || o.CompactInterval < 0 || o.CompactAfterDeletes < 0 {
 		return errors.New("storage: badger options must not be negative")
 	}
 	if o.BatchInterval == 0 {
@@ -123,6 +147,24 @@ func (o *BadgerOptions) Validate() error {
 	}
 	if o.MaxGroup == 0 {
 		o.MaxGroup = d.MaxGroup
+	}
+	if o.BaseTableSize == 0 {
+		o.BaseTableSize = d.BaseTableSize
+	}
+	if o.BaseTableSize < 64<<10 {
+		return fmt.Errorf("storage: base table size %d is below 64 KiB", o.BaseTableSize)
+	}
+	if o.CompactInterval == 0 {
+		o.CompactInterval = d.CompactInterval
+	}
+	if o.CompactAfterDeletes == 0 {
+		o.CompactAfterDeletes = d.CompactAfterDeletes
+	}
+	if o.TrimInterval == 0 {
+		o.TrimInterval = d.TrimInterval
+	}
+	if o.MinFreeBytes == 0 {
+		o.MinFreeBytes = defaultMinFree(o.MemTableSize)
 	}
 	return nil
 }
@@ -159,9 +201,22 @@ type Badger struct {
 	countMu sync.Mutex
 	counts  map[string]int // pending entries per client, kept by the committer
 
+	// Maintenance (maintain.go).
+	written     atomic.Uint64 // entries written (set or deleted) by commits
+	deleted     atomic.Uint64 // entries deleted by commits
+	compactedAt atomic.Uint64 // deleted at the start of the last compaction
+	compactions atomic.Uint64
+	fullRefused atomic.Uint64
+	compactMu   sync.Mutex // one Compact at a time
+
 	// Owned by the committer goroutine.
-	rev uint64 // last session revision handed out
-	did uint64 // last delayed message id handed out (delayed_badger.go)
+	rev           uint64    // last session revision handed out
+	did           uint64    // last delayed message id handed out (delayed_badger.go)
+	bytesWritten  int64     // estimated bytes committed
+	bytesAt       int64     // bytesWritten at the last free-space reading
+	freeAt        time.Time // time of the last free-space reading
+	full          bool      // the last reading was below MinFreeBytes
+	freeErrLogged bool
 }
 
 var _ Store = (*Badger)(nil)
@@ -190,8 +245,11 @@ func OpenBadger(opts BadgerOptions) (*Badger, error) {
 		WithMemTableSize(opts.MemTableSize).
 		WithNumMemtables(2).
 		WithBlockCacheSize(opts.BlockCacheSize).
-		WithIndexCacheSize(8 << 20).
-		WithNumCompactors(2).
+		WithIndexCacheSize(4 << 20).
+		WithBaseTableSize(opts.BaseTableSize).
+		WithNumLevelZeroTables(4).
+		WithNumLevelZeroTablesStall(12).
+		WithNumCompactors(2). // the minimum badger allows, but for none
 		WithMetricsEnabled(false)
 	db, err := openBadgerDB(bo)
 	if err != nil {
@@ -211,7 +269,7 @@ func OpenBadger(opts BadgerOptions) (*Badger, error) {
 	}
 	b.wg.Add(2)
 	go b.commitLoop()
-	go b.gcLoop()
+	go b.maintainLoop()
 	if opts.Durability == DurabilityBatch {
 		b.wg.Add(1)
 		go b.syncLoop()
@@ -387,7 +445,7 @@ func (b *Badger) Close() error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("storage: closing data dir %q: %w", b.opts.Dir, err)
+		return wrapWriteError(fmt.Errorf("storage: closing data dir %q: %w", b.opts.Dir, err))
 	}
 	b.log.Info("storage closed", "head", b.head.Load())
 	return nil
@@ -429,8 +487,9 @@ func (b *Badger) Get(seq uint64) (*Message, error) {
 func (b *Badger) readChunk(prefix, start []byte, fn func(k, v []byte) error) (next []byte, err error) {
 	err = b.view(func(txn *badger.Txn) error {
 		opt := badger.DefaultIteratorOptions
-		opt.Prefix = prefix
-		opt.PrefetchSize = 64
+		// Values are read in place below (item.Value), so the iterator's
+		// prefetching would only copy each one once more.
+		opt.Prefix, opt.PrefetchValues = prefix, false
 		it := txn.NewIterator(opt)
 		defer it.Close()
 		n := 0
@@ -603,38 +662,6 @@ func (b *Badger) Cursor(name string) (uint64, error) {
 		return err
 	})
 	return v, err
-}
-
-// gcLoop runs badger's value-log GC every GCInterval until Close: each run
-// rewrites value-log files while at least GCDiscardRatio of one is garbage.
-func (b *Badger) gcLoop() {
-	defer b.wg.Done()
-	t := time.NewTicker(b.opts.GCInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.stop:
-			return
-		case <-t.C:
-		}
-		for rewrites := 0; ; rewrites++ {
-			select {
-			case <-b.stop:
-				return
-			default:
-			}
-			err := b.db.RunValueLogGC(b.opts.GCDiscardRatio)
-			if err != nil {
-				if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
-					b.log.Warn("value log GC failed", "err", err)
-				}
-				if rewrites > 0 {
-					b.log.Debug("value log GC", "rewrites", rewrites)
-				}
-				break
-			}
-		}
-	}
 }
 
 // syncLoop is the batch mode's fsync ticker. A failed fsync is remembered

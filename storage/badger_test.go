@@ -428,7 +428,7 @@ func storageGoroutines() int {
 	buf = buf[:runtime.Stack(buf, true)]
 	n := 0
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		for _, fn := range []string{"storage.(*Badger).commitLoop", "storage.(*Badger).gcLoop", "storage.(*Badger).syncLoop"} {
+		for _, fn := range []string{"storage.(*Badger).commitLoop", "storage.(*Badger).maintainLoop", "storage.(*Badger).syncLoop"} {
 			if strings.Contains(g, fn) {
 				n++
 			}

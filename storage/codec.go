@@ -289,8 +289,16 @@ func (d *decoder) properties(p *packets.Properties) {
 		d.fail("property count")
 		return
 	}
+	var seen uint64 // property ids so far: the encoder writes each once
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		id := packets.PropID(d.byte("property id"))
+		if id < 64 {
+			if seen&(1<<id) != 0 {
+				d.err = fmt.Errorf("%w: property id 0x%02x repeated", errCorruptValue, byte(id))
+				return
+			}
+			seen |= 1 << id
+		}
 		zero := false
 		switch f := propField(p, id).(type) {
 		case *byte:

@@ -2,8 +2,10 @@ package storage
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"syscall"
 
@@ -38,8 +40,9 @@ const (
 	wSetRetained
 	wDeleteRetained
 	wSetCursor
-	wAddDelayed    // delayed_badger.go
-	wRemoveDelayed // delayed_badger.go
+	wAddDelayed     // delayed_badger.go
+	wRemoveDelayed  // delayed_badger.go
+	wFlushMemtables // maintain.go
 )
 
 type writeReq struct {
@@ -246,6 +249,7 @@ type txnState struct {
 	reqs   []*writeReq // applied to txn, not yet committed
 	size   int64       // estimated bytes written
 	count  int64       // entries written
+	dels   int64       // entries deleted
 	head   uint64      // staged head
 	rev    uint64      // staged revision counter
 	deltas map[string]int
@@ -254,7 +258,7 @@ type txnState struct {
 func (b *Badger) newTxn(st *txnState) {
 	st.txn = b.db.NewTransaction(true)
 	st.reqs = st.reqs[:0]
-	st.size, st.count = 0, 0
+	st.size, st.count, st.dels = 0, 0, 0
 	st.head, st.rev = b.head.Load(), b.rev
 	clear(st.deltas)
 }
@@ -293,6 +297,9 @@ func (b *Badger) flush(st *txnState) {
 	} else {
 		b.head.Store(st.head)
 		b.rev = st.rev
+		b.written.Add(uint64(st.count))
+		b.deleted.Add(uint64(st.dels))
+		b.bytesWritten += st.size
 		if len(st.deltas) > 0 {
 			b.countMu.Lock()
 			for id, d := range st.deltas {
@@ -322,11 +329,27 @@ func (b *Badger) commitGroup(group []*writeReq) {
 	st := &txnState{deltas: make(map[string]int)}
 	b.newTxn(st)
 	limitSize, limitCount := b.db.MaxBatchSize()/2, b.db.MaxBatchCount()/2
+	checked, full := false, false
 	for _, r := range group {
-		if r.kind == wDeleteSession {
+		switch r.kind {
+		case wDeleteSession:
 			b.flush(st)
 			r.err = b.deleteSession(r.id, r.rev)
 			continue
+		case wFlushMemtables:
+			b.flush(st)
+			r.err = b.flushMemtables()
+			continue
+		}
+		if growing(r) {
+			if !checked {
+				checked, full = true, b.diskFull()
+			}
+			if full {
+				b.fullRefused.Add(1)
+				r.err = b.errBelowReserve()
+				continue
+			}
 		}
 		size, count := b.estimate(r)
 		if len(st.reqs) > 0 && (st.size+size > limitSize || st.count+count > limitCount) {
@@ -455,6 +478,7 @@ func (b *Badger) apply(st *txnState, r *writeReq) error {
 				return err
 			}
 		}
+		st.dels += int64(len(r.seqs))
 	case wSaveSession:
 		k := sessionKey(r.sess.ClientID)
 		var stored uint64
@@ -516,23 +540,7 @@ func (b *Badger) apply(st *txnState, r *writeReq) error {
 		}
 		return txn.Set(k, appendPending(nil, r.pend[0]))
 	case wRemovePending:
-		for _, seq := range r.seqs {
-			k, err := pendingKey(r.id, seq)
-			if err != nil {
-				r.err = err
-				return nil
-			}
-			exists, err := has(txn, k)
-			if err != nil {
-				return err
-			}
-			if exists {
-				st.deltas[r.id]--
-				if err := txn.Delete(k); err != nil {
-					return err
-				}
-			}
-		}
+		return b.applyRemovePending(st, r)
 	case wAddInbound, wRemoveInbound:
 		k, err := inboundKey(r.id, r.pid)
 		if err != nil {
@@ -551,6 +559,77 @@ func (b *Badger) apply(st *txnState, r *writeReq) error {
 		return txn.Set(cursorKey(r.id), u64(r.seqs[0]))
 	case wAddDelayed, wRemoveDelayed:
 		return b.applyDelayed(txn, r)
+	}
+	return nil
+}
+
+// applyRemovePending deletes the pending entries r.seqs of client r.id
+// that exist (CountPending stays exact, so unknown ones must not count).
+// A session removes completed deliveries in batches of hundreds of close
+// sequence numbers; one key-only iterator over their range finds which
+// exist far cheaper than a point lookup each, which searches every level.
+func (b *Badger) applyRemovePending(st *txnState, r *writeReq) error {
+	prefix, err := clientPrefix(prefixPending, r.id, 8)
+	if err != nil {
+		r.err = err
+		return nil
+	}
+	seqs := r.seqs
+	if !slices.IsSorted(seqs) {
+		seqs = slices.Clone(seqs)
+		slices.Sort(seqs)
+	}
+	keyOf := func(seq uint64) []byte { return binary.BigEndian.AppendUint64(slices.Clip(prefix), seq) }
+	del := func(k []byte) error {
+		st.deltas[r.id]--
+		st.dels++
+		return st.txn.Delete(k)
+	}
+	if len(seqs) < 16 {
+		for _, seq := range seqs {
+			k := keyOf(seq)
+			exists, err := has(st.txn, k)
+			if err != nil {
+				return err
+			}
+			if exists {
+				if err := del(k); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	opt := badger.DefaultIteratorOptions
+	opt.Prefix, opt.PrefetchValues = prefix, false
+	it := st.txn.NewIterator(opt)
+	var found []uint64
+	i := 0
+	for it.Seek(keyOf(seqs[0])); it.ValidForPrefix(prefix) && i < len(seqs); it.Next() {
+		rest := it.Item().Key()[len(prefix):]
+		if len(rest) != 8 {
+			continue
+		}
+		seq := binary.BigEndian.Uint64(rest)
+		for i < len(seqs) && seqs[i] < seq {
+			i++
+		}
+		if i == len(seqs) {
+			break
+		}
+		if seqs[i] == seq {
+			found = append(found, seq)
+			i++
+		}
+	}
+	it.Close()
+	for j, seq := range found {
+		if j > 0 && found[j-1] == seq {
+			continue // a sequence number given twice
+		}
+		if err := del(keyOf(seq)); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -625,6 +704,8 @@ func (b *Badger) deleteSession(clientID string, rev uint64) error {
 			if err != nil {
 				return wrapWriteError(fmt.Errorf("storage: delete session %q: %w", clientID, err))
 			}
+			b.deleted.Add(uint64(len(keys)))
+			b.written.Add(uint64(len(keys)))
 			if base[0] == prefixPending[0] {
 				b.countMu.Lock()
 				if n := b.counts[clientID] - len(keys); n > 0 {

@@ -21,6 +21,7 @@ import (
 //	x/rev                          last session revision handed out (rev:8)
 //	x/delayed                      last delayed message id handed out (id:8)
 //	x/format                       storage format marker
+//	x/flush                        marker dropped to flush memtables (maintain.go)
 //
 // Pending and inbound keys carry the client ID's length (two bytes, the
 // limit of an MQTT string) rather than a separator, so no client ID can be
@@ -34,6 +35,7 @@ var (
 	prefixCursor   = []byte("c/")
 	prefixDelayed  = []byte("d/")
 	prefixDueOf    = []byte("t/")
+	prefixDLQ      = []byte("q/") // q/<seq:8>: dead-letter index entry (deadletter_badger.go)
 	keyDelayedID   = []byte("x/delayed")
 	keyHead        = []byte("x/head")
 	keyRev         = []byte("x/rev")

@@ -34,6 +34,8 @@ type Memory struct {
 	cursors  map[string]uint64
 	delayed  map[uint64]memDelayed // delayed_memory.go
 	did      uint64                // last delayed id handed out
+
+	dlq map[uint64]DeadLetterEntry // dead-letter index (deadletter_memory.go), made on first use
 }
 
 type memEntry struct {

@@ -206,5 +206,6 @@ type Store interface {
 	RetainedStore
 	CursorStore
 	DelayedStore
+	DeadLetterStore // deadletter.go
 	Close() error
 }

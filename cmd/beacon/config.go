@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/beaconmq/beacon/bridge"
 	"github.com/beaconmq/beacon/mqtt"
 )
 
@@ -35,9 +37,15 @@ type config struct {
 	// durability is the badger store's durability mode: sync, batch or none.
 	durability string
 	logLevel   slog.Level
+	// logFormat is the log output format: text or json.
+	logFormat string
+	// check asks serve to validate the configuration and exit.
+	check bool
 	// memoryLimit is the Go runtime's soft memory limit in bytes (0 =
 	// none); see memlimit.go.
 	memoryLimit int64
+	// bridges is the file's bridges: list (bridges.go).
+	bridges []bridge.Config
 
 	// source says where each setting's value came from ("flag --x" or
 	// "key x in FILE"), for error messages; unset settings are absent.
@@ -51,6 +59,7 @@ func defaultConfig() *config {
 		storage:     "badger",
 		durability:  "sync",
 		logLevel:    slog.LevelInfo,
+		logFormat:   "text",
 		memoryLimit: defaultMemoryLimit,
 		source:      map[string]string{},
 	}
@@ -87,7 +96,7 @@ func (c *config) settings() []*setting {
 	return []*setting{
 		strSetting("mqtt", "MQTTAddr", "MQTT over TCP listen address, host:port (\"\" disables)", &o.MQTTAddr),
 		strSetting("ws", "WSAddr", "MQTT over WebSocket listen address, path /mqtt (\"\" disables)", &o.WSAddr),
-		strSetting("http", "HTTPAddr", "HTTP listen address for /healthz (\"\" disables)", &o.HTTPAddr),
+		strSetting("http", "HTTPAddr", "HTTP listen address for /healthz, /readyz, /metrics and the admin API /api/v1 (\"\" disables)", &o.HTTPAddr),
 		{
 			name: "data", usage: "data directory of the badger store",
 			set: func(v string) error {
@@ -141,6 +150,24 @@ func (c *config) settings() []*setting {
 			},
 			get: func() string { return strings.ToLower(c.logLevel.String()) },
 		},
+		{
+			name: "log-format", usage: "log format: text (key=value lines) or json (one object per line)",
+			set: func(v string) error {
+				switch strings.ToLower(v) {
+				case "text", "json":
+					c.logFormat = strings.ToLower(v)
+					return nil
+				}
+				return fmt.Errorf("%q is not a log format: use text or json", v)
+			},
+			get: func() string { return c.logFormat },
+		},
+		{
+			name: "admin-token", field: "AdminToken",
+			usage: "bearer token of the admin API; prefer the environment variable " + adminTokenEnv + " (empty: the admin API answers loopback clients only)",
+			set:   func(v string) error { o.AdminToken = v; return nil },
+			get:   func() string { return o.AdminToken },
+		},
 		memoryLimitSetting(&c.memoryLimit),
 		uintSetting("max-packet-size", "MaxPacketSize", "largest packet accepted, in bytes (advertised to 5.0 clients)", &o.MaxPacketSize),
 		durSetting("connect-timeout", "ConnectTimeout", "how long a new connection may take to send CONNECT", &o.ConnectTimeout),
@@ -157,6 +184,8 @@ func (c *config) settings() []*setting {
 		uintSetting("max-qos", "MaxQoS", "highest QoS supported: 0, 1 or 2", &o.MaxQoS),
 		durSetting("sys-interval", "SysInterval", "how often $SYS topics are published (0 disables)", &o.SysInterval),
 		durSetting("log-gc-interval", "LogGCInterval", "how often log entries nothing needs any more are deleted (0 disables)", &o.LogGCInterval),
+		durSetting("log-retention", "LogRetention", "remove log entries older than this even if still needed, dead-lettering what needed them (0 = no limit)", &o.LogRetention),
+		bytesSetting("log-retention-bytes", "LogRetentionBytes", "keep at most this many message bytes on the log, oldest removed first and dead-lettered if still needed, e.g. 10GiB (0 = no limit)", &o.LogRetentionBytes),
 		strSetting("shared-strategy", "SharedStrategy", "default shared subscription strategy: round_robin, random, sticky, hash_clientid, hash_topic or hash_key", &o.SharedStrategy),
 		{
 			name: "shared-strategies", field: "SharedStrategies",
@@ -188,6 +217,30 @@ func (c *config) settings() []*setting {
 			},
 		},
 		intSetting("topic-cache-size", "TopicCacheSize", "entries of the topic match cache (0 disables it)", &o.TopicCacheSize),
+		// TLS and limits (docs/security.md).
+		strSetting("tls-addr", "TLSAddr", "MQTT over TLS listen address, e.g. :8883 (\"\" disables)", &o.TLSAddr),
+		strSetting("wss-addr", "WSSAddr", "MQTT over WebSocket over TLS listen address, path /mqtt (\"\" disables)", &o.WSSAddr),
+		strSetting("tls-cert-file", "TLSCertFile", "PEM server certificate (chain) of the TLS listeners; re-read on SIGHUP", &o.TLSCertFile),
+		strSetting("tls-key-file", "TLSKeyFile", "PEM private key of tls-cert-file; re-read on SIGHUP", &o.TLSKeyFile),
+		strSetting("tls-ca-file", "TLSCAFile", "PEM CA certificates client certificates must chain to", &o.TLSCAFile),
+		strSetting("tls-client-auth", "TLSClientAuth", "client certificates: none, request or require", &o.TLSClientAuth),
+		boolSetting("tls-use-cn-as-username", "TLSUseCNAsUsername", "use a verified client certificate's Common Name as the username", &o.TLSUseCNAsUsername),
+		strSetting("tls-min-version", "TLSMinVersion", "lowest TLS version accepted: 1.2 or 1.3", &o.TLSMinVersion),
+		intSetting("max-connections", "MaxConnections", "open connections in total (0 = unlimited; CONNACK 0x97)", &o.MaxConnections),
+		intSetting("max-connections-per-ip", "MaxConnectionsPerIP", "open connections per remote IP (0 = unlimited; CONNACK 0x97)", &o.MaxConnectionsPerIP),
+		floatSetting("max-connect-rate-per-ip", "MaxConnectRatePerIP", "new connections per second per remote IP (0 = unlimited; CONNACK 0x9F)", &o.MaxConnectRatePerIP),
+		intSetting("connect-burst-per-ip", "ConnectBurstPerIP", "connections a remote IP may open at once before max-connect-rate-per-ip applies (0 = one second's worth)", &o.ConnectBurstPerIP),
+		floatSetting("max-publish-rate", "MaxPublishRate", "PUBLISH packets per second per connection (0 = unlimited; 5.0 QoS 1/2: PUBACK 0x97)", &o.MaxPublishRate),
+		intSetting("publish-burst", "PublishBurst", "PUBLISH packets a connection may send at once before max-publish-rate applies (0 = one second's worth)", &o.PublishBurst),
+		intSetting("max-queued-bytes", "MaxQueuedBytes", "topic and payload bytes of QoS 1/2 deliveries queued per session (0 = unlimited)", &o.MaxQueuedBytes),
+		intSetting("max-subscriptions-per-client", "MaxSubscriptionsPerClient", "subscriptions per session (0 = unlimited; SUBACK 0x97)", &o.MaxSubscriptionsPerClient),
+		intSetting("max-topic-length", "MaxTopicLength", "longest topic name or filter in bytes (0 = the protocol's 65535)", &o.MaxTopicLength),
+		intSetting("max-topic-levels", "MaxTopicLevels", "most levels in a topic name or filter (0 = unlimited)", &o.MaxTopicLevels),
+		// Authentication and authorization (docs/security.md).
+		strSetting("password-file", "PasswordFile", "password file of user:hash lines (beacon passwd FILE USER); re-read on SIGHUP", &o.PasswordFile),
+		strSetting("acl-file", "ACLFile", "ACL file of allow/deny rules (default deny once set); re-read on SIGHUP", &o.ACLFile),
+		boolSetting("allow-anonymous", "AllowAnonymous", "let clients without a user name connect when a password file is set", &o.AllowAnonymous),
+		strSetting("acl-deny-action", "ACLDenyAction", "PUBLISH refused by the ACL: drop (5.0 QoS 1/2: 0x87) or disconnect", &o.ACLDenyAction),
 	}
 }
 
@@ -253,6 +306,19 @@ func intSetting(name, field, usage string, p *int) *setting {
 		get: func() string { return strconv.Itoa(*p) }}
 }
 
+func floatSetting(name, field, usage string, p *float64) *setting {
+	return &setting{name: name, field: field, usage: usage,
+		set: func(v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+				return fmt.Errorf("%q is not a number >= 0 (examples: 10, 0.5)", v)
+			}
+			*p = f
+			return nil
+		},
+		get: func() string { return strconv.FormatFloat(*p, 'g', -1, 64) }}
+}
+
 // rawFlag collects a flag's value as written; values are applied after the
 // configuration file so that flags override it.
 type rawFlag struct {
@@ -287,6 +353,7 @@ func loadConfig(args []string, out io.Writer) (*config, error) {
 	fs.SetOutput(&flagBuf)
 	var configPath string
 	fs.StringVar(&configPath, "config", "", "YAML configuration file; flags override its values")
+	fs.BoolVar(&c.check, "check", false, "validate the configuration (file, flags, environment) and exit: 0 valid, 2 invalid")
 	var values []flagValue
 	for _, s := range table {
 		fs.Var(rawFlag{s: s, def: s.get(), values: &values}, s.name, s.usage)
@@ -316,6 +383,12 @@ func loadConfig(args []string, out io.Writer) (*config, error) {
 			return nil, usagef("flag --%s: %v", fv.s.name, err)
 		}
 		c.source[fv.s.name] = "flag --" + fv.s.name
+	}
+	if _, set := c.source["admin-token"]; !set {
+		if tok, ok := os.LookupEnv(adminTokenEnv); ok && tok != "" {
+			c.opts.AdminToken = tok
+			c.source["admin-token"] = "environment variable " + adminTokenEnv
+		}
 	}
 	if err := c.validate(table); err != nil {
 		return nil, err
@@ -351,6 +424,12 @@ func (c *config) loadFile(path string, table []*setting) error {
 	seen := map[string]int{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
+		if k.Value == "bridges" { // a list, not a setting: bridges.go
+			if err := c.loadBridges(path, k, v); err != nil {
+				return err
+			}
+			continue
+		}
 		where := fmt.Sprintf("config file %s: line %d: key %s", path, k.Line, k.Value)
 		s, ok := byKey[k.Value]
 		if !ok {
@@ -370,6 +449,11 @@ func (c *config) loadFile(path string, table []*setting) error {
 			if err := v.Decode(&m); err != nil {
 				return usagef("%s: want a mapping of names to strings: %v", where, err)
 			}
+			for name, val := range m {
+				if m[name], err = expandEnv(val); err != nil {
+					return usagef("%s: %s: %v", where, name, err)
+				}
+			}
 			if err := s.setMap(m); err != nil {
 				return usagef("%s: %v", where, err)
 			}
@@ -377,6 +461,10 @@ func (c *config) loadFile(path string, table []*setting) error {
 			val := v.Value
 			if v.Tag == "!!null" {
 				val = ""
+			}
+			val, err := expandEnv(val)
+			if err != nil {
+				return usagef("%s: %v", where, err)
 			}
 			if err := s.set(val); err != nil {
 				return usagef("%s: %v", where, err)
@@ -387,6 +475,57 @@ func (c *config) loadFile(path string, table []*setting) error {
 		c.source[s.name] = fmt.Sprintf("key %s in %s", s.key(), path)
 	}
 	return nil
+}
+
+// adminTokenEnv is the environment variable that gives the admin API token
+// when neither --admin-token nor admin_token sets it, so the secret need
+// not be written in the configuration file or on the command line.
+const adminTokenEnv = "BEACON_ADMIN_TOKEN"
+
+// envRef is a reference to an environment variable in a file value:
+// ${NAME}, or $${ for a literal "${".
+var envRef = regexp.MustCompile(`\$\$\{|\$\{([^}]*)\}`)
+
+// expandEnv replaces every ${NAME} in a configuration file value by the
+// value of the environment variable NAME, so secrets (tokens, passwords)
+// can stay out of the file. An unset variable, or a malformed reference,
+// is an error naming it; "$${" stands for a literal "${".
+func expandEnv(v string) (string, error) {
+	if !strings.Contains(v, "${") {
+		return v, nil
+	}
+	var errs []error
+	out := envRef.ReplaceAllStringFunc(v, func(ref string) string {
+		if ref == "$${" {
+			return "${"
+		}
+		name := ref[2 : len(ref)-1]
+		if !validEnvName(name) {
+			errs = append(errs, fmt.Errorf("%q is not an environment variable reference: write ${NAME} with NAME made of letters, digits and _", ref))
+			return ref
+		}
+		val, ok := os.LookupEnv(name)
+		if !ok {
+			errs = append(errs, fmt.Errorf("environment variable %s (in %s) is not set", name, ref))
+		}
+		return val
+	})
+	if len(errs) > 0 {
+		return "", errors.Join(errs...)
+	}
+	return out, nil
+}
+
+func validEnvName(name string) bool {
+	if name == "" || name[0] >= '0' && name[0] <= '9' {
+		return false
+	}
+	for _, r := range name {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // validate runs mqtt.Options.Validate and rewrites each complaint so that

@@ -1,11 +1,13 @@
 // Command beacon is the Beacon MQTT broker.
 //
 //	beacon [serve] [flags]   run the broker (the default command)
+//	beacon serve --check     validate the configuration and exit
 //	beacon version           print the version
 //	beacon help              print this summary
 //
 // Every serve flag and configuration key is documented in
-// docs/configuration.md. Exit codes: 0 success (including a shutdown on
+// docs/configuration.md; metrics, the admin API, logs and signals in
+// docs/operations.md. Exit codes: 0 success (including a shutdown on
 // SIGINT/SIGTERM), 1 a runtime failure (a port in use, storage that cannot
 // be opened), 2 a usage or configuration error.
 package main
@@ -57,7 +59,11 @@ const usageText = `Beacon, an MQTT 3.1.1/5.0 broker.
 
 Usage:
   beacon [serve] [flags]   run the broker (default command)
+  beacon serve --check --config FILE
+                           validate a configuration and exit (0 valid, 2 invalid)
   beacon bench SCENARIO    load-test any MQTT broker ("beacon bench -h")
+  beacon dlq ACTION        list, replay or purge dead letters ("beacon dlq -h")
+  beacon passwd FILE USER  add, change (or with -D remove) a user of a password file
   beacon version           print the version
   beacon help              print this help
 
@@ -76,8 +82,12 @@ func run(ctx context.Context, stopSignals func(), args []string, stdout, stderr 
 	switch cmd {
 	case "serve":
 		return serve(ctx, stopSignals, args, stderr)
+	case "dlq":
+		return dlqCommand(ctx, args, stdout, stderr) // dlq.go
 	case "bench":
 		return bench(ctx, args, stdout, stderr)
+	case "passwd":
+		return passwd(args, os.Stdin, stdout, stderr) // passwd.go
 	case "version":
 		fmt.Fprintf(stdout, "beacon %s (%s %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return exitOK

@@ -90,7 +90,7 @@ type beaconProc struct {
 	http   string
 }
 
-var startedLine = regexp.MustCompile(`msg="beacon started".*\bmqtt=(\S*) ws=(\S*) http=(\S*)`)
+var startedLine = regexp.MustCompile(`msg="beacon started".*\bmqtt=(\S*) ws=(\S*) .*\bhttp=(\S*)`)
 
 // startBeacon runs the binary with args and waits for its "beacon started"
 // log line, which carries the bound addresses.

@@ -35,6 +35,20 @@ func memoryLimitSetting(p *int64) *setting {
 		get: func() string { return formatBytes(*p) }}
 }
 
+// bytesSetting is a setting of a byte count written as parseBytes reads it.
+func bytesSetting(name, field, usage string, p *int64) *setting {
+	return &setting{name: name, field: field, usage: usage,
+		set: func(v string) error {
+			n, err := parseBytes(v)
+			if err != nil {
+				return err
+			}
+			*p = n
+			return nil
+		},
+		get: func() string { return formatBytes(*p) }}
+}
+
 // parseBytes reads a byte count: a whole number, optionally followed by
 // B, KiB, MiB or GiB (also K, M, G, KB, MB, GB, all powers of 1024).
 func parseBytes(v string) (int64, error) {

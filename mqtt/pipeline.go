@@ -1,0 +1,217 @@
+package mqtt
+
+import (
+	"errors"
+	"runtime/debug"
+	"sync"
+
+	"github.com/beaconmq/beacon/packets"
+	"github.com/beaconmq/beacon/storage"
+)
+
+// The publish pipeline. A QoS 1/2 PUBLISH may be acknowledged only once its
+// log append is durable, and with durability sync that is an fsync. If the
+// reader waited for it before reading the next packet, a client's inflight
+// window would buy nothing: one fsync per message per connection. Instead
+// the reader hands accepted PUBLISH packets to a per-connection worker and
+// goes on reading; the worker takes everything queued at that moment,
+// appends it with one Append call (one group commit, shared with every
+// other connection's batch waiting at that moment), then routes and
+// acknowledges each message in the order received [MQTT-4.6.0-2]
+// [MQTT-4.6.0-3] [MQTT-4.6.0-6].
+//
+// Rules that keep the protocol unchanged:
+//   - Once the pipeline holds anything, QoS 0 PUBLISH packets queue behind
+//     it too, so a client's messages are routed in the order it sent them
+//     whatever their QoS.
+//   - Packets whose effect depends on earlier PUBLISH packets having been
+//     routed (SUBSCRIBE, UNSUBSCRIBE, DISCONNECT) wait until the pipeline
+//     is empty (barrier); so does teardown, before the will, and PINGREQ,
+//     which clients use as a barrier; a PUBREL for a QoS 2 message still
+//     queued waits for it. Any acknowledgement the reader sends itself
+//     (ackPublish: refusals) waits too, to keep acknowledgements in order.
+//   - Accepted but unacknowledged messages count against the server's
+//     Receive Maximum (session.InboundCheckPending).
+//   - A QoS 2 PUBLISH resent while the first copy is still queued is
+//     answered with PUBREC after the first copy, and not delivered again
+//     [MQTT-4.3.3-10].
+//
+// The worker goroutine exists only while there is work, so an idle
+// connection costs nothing here.
+
+// maxPipeline bounds the queued PUBLISH packets of one connection; the
+// reader waits (stops reading the socket) when it is full.
+const maxPipeline = 4096
+
+type pipeItem struct {
+	p   *packets.Publish
+	m   *storage.Message // nil: a resent QoS 2 PUBLISH, answer PUBREC only
+	dup bool
+}
+
+type pipeline struct {
+	mu      sync.Mutex
+	cond    sync.Cond // on mu: the worker finished a batch or stopped
+	items   []pipeItem
+	spare   []pipeItem
+	running bool
+	pending int            // QoS > 0 items queued or in the worker's batch
+	qos2    map[uint16]int // QoS 2 packet ids queued or in the batch
+}
+
+// pipeIdle reports whether nothing is queued or being published.
+func (c *client) pipeIdle() bool {
+	c.pipe.mu.Lock()
+	defer c.pipe.mu.Unlock()
+	return !c.pipe.running
+}
+
+// pipePending returns the number of accepted, unacknowledged QoS > 0
+// PUBLISH packets, and whether a QoS 2 PUBLISH with id is among them.
+func (c *client) pipePending(id uint16) (n int, qos2 bool) {
+	c.pipe.mu.Lock()
+	defer c.pipe.mu.Unlock()
+	return c.pipe.pending, c.pipe.qos2[id] > 0
+}
+
+// pipeEnqueue queues it for the worker, starting the worker if it is not
+// running, and waits while the pipeline is full.
+func (c *client) pipeEnqueue(it pipeItem) {
+	pl := &c.pipe
+	pl.mu.Lock()
+	if pl.cond.L == nil {
+		pl.cond.L = &pl.mu
+	}
+	for len(pl.items) >= maxPipeline {
+		pl.cond.Wait()
+	}
+	pl.items = append(pl.items, it)
+	if it.p.QoS > 0 {
+		pl.pending++
+		if it.p.QoS == 2 && !it.dup {
+			if pl.qos2 == nil {
+				pl.qos2 = make(map[uint16]int)
+			}
+			pl.qos2[it.p.PacketID]++
+		}
+	}
+	if !pl.running {
+		pl.running = true
+		go c.pipeRun()
+	}
+	pl.mu.Unlock()
+}
+
+// pipeWait blocks until the pipeline is empty and its worker stopped.
+func (c *client) pipeWait() {
+	pl := &c.pipe
+	pl.mu.Lock()
+	if pl.cond.L == nil {
+		pl.cond.L = &pl.mu
+	}
+	for pl.running {
+		pl.cond.Wait()
+	}
+	pl.mu.Unlock()
+}
+
+// pipeRun is the worker: it publishes batches until the queue is empty.
+func (c *client) pipeRun() {
+	pl := &c.pipe
+	defer func() {
+		// As in readLoop: a bug must not take the broker down. The queued
+		// messages are not acknowledged; the client sends them again.
+		if r := recover(); r != nil {
+			c.log.Error("panic publishing", "panic", r, "stack", string(debug.Stack()))
+			pl.mu.Lock()
+			pl.items, pl.pending, pl.qos2, pl.running = nil, 0, nil, false
+			pl.cond.Broadcast()
+			pl.mu.Unlock()
+			c.kick(packets.ImplementationSpecificError)
+		}
+	}()
+	for {
+		pl.mu.Lock()
+		if len(pl.items) == 0 {
+			pl.running = false
+			pl.cond.Broadcast()
+			pl.mu.Unlock()
+			return
+		}
+		batch := pl.items
+		pl.items = pl.spare[:0]
+		pl.cond.Broadcast() // room for the reader
+		pl.mu.Unlock()
+
+		c.publishBatch(batch)
+
+		pl.mu.Lock()
+		for i := range batch {
+			it := &batch[i]
+			if it.p.QoS > 0 {
+				pl.pending--
+				if it.p.QoS == 2 && !it.dup {
+					if pl.qos2[it.p.PacketID]--; pl.qos2[it.p.PacketID] <= 0 {
+						delete(pl.qos2, it.p.PacketID)
+					}
+				}
+			}
+			*it = pipeItem{}
+		}
+		pl.spare = batch[:0]
+		pl.mu.Unlock()
+	}
+}
+
+// publishBatch appends the batch's QoS 1/2 messages in one call, then
+// routes and acknowledges every item in order. A failed append refuses all
+// of them as handlePublish would refuse one.
+func (c *client) publishBatch(batch []pipeItem) {
+	s := c.srv
+	var msgs []*storage.Message
+	for i := range batch {
+		if it := &batch[i]; !it.dup && it.m.QoS > 0 {
+			msgs = append(msgs, it.m)
+		}
+	}
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	var appendErr error
+	if len(msgs) > 0 {
+		appendErr = s.appendLog(msgs...)
+	}
+	for i := range batch {
+		it := &batch[i]
+		if it.dup {
+			// [MQTT-4.3.3-10]: acknowledged again, not delivered again.
+			_ = c.send(&packets.Pubrec{PacketID: it.p.PacketID})
+			continue
+		}
+		err := appendErr
+		if it.m.QoS == 0 {
+			err = nil
+		}
+		if err == nil {
+			_, err = s.publishAppended(it.m)
+		}
+		if err != nil {
+			c.log.Warn("storing PUBLISH failed", "topic", it.m.Topic, "err", err)
+			if it.m.QoS == 0 {
+				continue // counted in StorageErrors
+			}
+			if c.version != packets.V5 {
+				// 3.1.1 cannot refuse a PUBLISH: close without acknowledging
+				// so the client sends it again.
+				c.kick(packets.UnspecifiedError)
+				continue
+			}
+			rc := packets.UnspecifiedError
+			if errors.Is(err, storage.ErrFull) {
+				rc = packets.QuotaExceeded
+			}
+			_ = c.sendPublishAck(it.p, rc)
+			continue
+		}
+		_ = c.sendPublishAck(it.p, packets.Success)
+	}
+}
