@@ -1,6 +1,9 @@
 package mqtt
 
-import "sync"
+import (
+	"io"
+	"sync"
+)
 
 // connReader is the buffered input of a connection. Its 4 KiB buffer comes
 // from a pool and goes back whenever the connection has nothing more to
@@ -25,13 +28,22 @@ var readBuffers = sync.Pool{New: func() any {
 	return &b
 }}
 
+// read reads at least one byte into p, or fails. Like bufio, it retries
+// a read that returns nothing and no error (net.Pipe does that for an
+// empty write) a bounded number of times.
 func (cr *connReader) read(p []byte) (int, error) {
-	n, err := cr.c.conn.Read(p)
-	cr.c.srv.stats.BytesReceived.Add(uint64(n))
-	return n, err
+	for range 100 {
+		n, err := cr.c.conn.Read(p)
+		cr.c.srv.stats.BytesReceived.Add(uint64(n))
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+	return 0, io.ErrNoProgress
 }
 
-// fill reads more input into the buffer; r == w on entry.
+// fill reads more input into the buffer; r == w on entry. On success at
+// least one byte is buffered.
 func (cr *connReader) fill() error {
 	if cr.buf != nil && cr.full {
 		n, err := cr.read(*cr.buf)

@@ -302,7 +302,14 @@ func (s *Memory) RemovePending(clientID string, seqs ...uint64) error {
 	q := s.pending[clientID]
 	for _, seq := range seqs {
 		i := pendingIndex(q, seq)
-		if i < len(q) && q[i].Seq == seq {
+		switch {
+		case i == len(q) || q[i].Seq != seq:
+		case i == 0:
+			// A draining queue removes its oldest entry: O(1), not a copy
+			// of the whole queue (a 100k backlog drained at 4.7k msg/s).
+			q[0] = Pending{}
+			q = q[1:]
+		default:
 			q = slices.Delete(q, i, i+1)
 		}
 	}
