@@ -44,8 +44,9 @@ type Stats struct {
 	DelayedExpired    atomic.Uint64 // delayed messages whose Message Expiry passed before their due time (dead-lettered)
 
 	// Retention (loggc.go): entries removed by LogRetention/LogRetentionBytes
-	// while still needed; session deliveries of them dead-lettered; and
-	// messages dead-lettered for a log reader (HoldLog) that had not read them.
+	// that collection alone would have kept (at or above the lowest position
+	// still needed); session deliveries of them dead-lettered; and messages
+	// dead-lettered for a log reader (HoldLog) that had not read them.
 	RetentionRemoved      atomic.Uint64
 	RetentionDeadLettered atomic.Uint64
 	RetentionReaderGaps   atomic.Uint64

@@ -32,6 +32,7 @@ func (s *Session) DropQueued(below uint64, gone func(seq uint64) bool) []*Delive
 					d.Msg = m
 				}
 			}
+			s.unchargeLocked(d) // queued bytes (queue.go)
 			if d.stored {
 				rm = append(rm, d.Seq)
 			}
@@ -64,6 +65,7 @@ func (s *Session) DropQueued(below uint64, gone func(seq uint64) bool) []*Delive
 			if m, err := s.cfg.Store.Get(p.Seq); err == nil {
 				d.Msg = m
 			}
+			s.unchargeLocked(d)
 			rm = append(rm, p.Seq)
 			out = append(out, d)
 		}

@@ -46,6 +46,11 @@ func TestDropQueuedMemoryAndSpilled(t *testing.T) {
 	if c, _ := f.store.CountPending("c"); c != n-len(dropped) {
 		t.Fatalf("store holds %d pending, want %d", c, n-len(dropped))
 	}
+	// The queued bytes shrink with the dropped deliveries: what is left
+	// queued is 21 deliveries (keep and seqs[40:]), each charged the same.
+	if got, per := s.QueuedBytes(), deliveryBytes(dropped[0]); got != 21*per {
+		t.Errorf("QueuedBytes = %d after the drop, want %d (21 × %d)", got, 21*per, per)
+	}
 	want := append([]uint64{seqs[0], seqs[1], keep}, seqs[40:]...)
 	checkInOrder(t, ackAll(t, s, w, mem), want)
 	if c, _ := f.store.CountPending("c"); c != 0 {

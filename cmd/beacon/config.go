@@ -36,7 +36,11 @@ type config struct {
 	storage string
 	// durability is the badger store's durability mode: sync, batch or none.
 	durability string
-	logLevel   slog.Level
+	// diskReserve is the free space the badger store keeps on the data
+	// dir's filesystem: below it, new messages are refused with ErrFull
+	// (0 = no reserve).
+	diskReserve int64
+	logLevel    slog.Level
 	// logFormat is the log output format: text or json.
 	logFormat string
 	// check asks serve to validate the configuration and exit.
@@ -58,6 +62,7 @@ func defaultConfig() *config {
 		dataDir:     "./data",
 		storage:     "badger",
 		durability:  "sync",
+		diskReserve: defaultDiskReserve,
 		logLevel:    slog.LevelInfo,
 		logFormat:   "text",
 		memoryLimit: defaultMemoryLimit,
@@ -169,6 +174,7 @@ func (c *config) settings() []*setting {
 			get:   func() string { return o.AdminToken },
 		},
 		memoryLimitSetting(&c.memoryLimit),
+		bytesSetting("disk-reserve", "", "free space the badger store keeps on the data dir's filesystem: below it new messages are refused (5.0: 0x97), e.g. 1GiB (0 = none)", &c.diskReserve),
 		uintSetting("max-packet-size", "MaxPacketSize", "largest packet accepted, in bytes (advertised to 5.0 clients)", &o.MaxPacketSize),
 		durSetting("connect-timeout", "ConnectTimeout", "how long a new connection may take to send CONNECT", &o.ConnectTimeout),
 		uintSetting("max-keepalive", "MaxKeepAlive", "highest Keep Alive in seconds granted to 5.0 clients (0 = no cap)", &o.MaxKeepAlive),

@@ -48,7 +48,7 @@ func serve(ctx context.Context, stopSignals func(), args []string, stderr io.Wri
 	defer signal.Stop(hup)
 	applyMemoryLimit(c, logger)
 
-	store, err := openStore(c.storage, c.dataDir, c.durability, logger)
+	store, err := openStore(c.storage, c.dataDir, c.durability, c.diskReserve, logger)
 	if err != nil {
 		logger.Error("cannot open storage", "storage", c.storage, "err", err)
 		return exitFailure
