@@ -409,11 +409,22 @@ func eventually(t testing.TB, timeout time.Duration, cond func() error) {
 // fsync ticker are gone once Close returns (give the runtime a moment to
 // retire goroutines that already called Done).
 func TestBadgerCloseJoinsGoroutines(t *testing.T) {
+	// Goroutines are counted process-wide: first let any store an earlier
+	// test closed finish stopping.
+	eventually(t, 5*time.Second, func() error {
+		if n := storageGoroutines(); n != 0 {
+			return fmt.Errorf("%d store goroutines of earlier tests still running (a test left a store open?)", n)
+		}
+		return nil
+	})
 	s := openBadgerT(t, t.TempDir(), DurabilityBatch)
 	must(t, s.Append(context.Background(), msg("a", "b")))
-	if n := storageGoroutines(); n != 3 {
-		t.Fatalf("%d store goroutines running, want 3 (committer, GC, fsync ticker)", n)
-	}
+	eventually(t, 5*time.Second, func() error {
+		if n := storageGoroutines(); n != 3 {
+			return fmt.Errorf("%d store goroutines running, want 3 (committer, maintenance, fsync ticker)", n)
+		}
+		return nil
+	})
 	must(t, s.Close())
 	eventually(t, 5*time.Second, func() error {
 		if n := storageGoroutines(); n != 0 {
@@ -425,7 +436,14 @@ func TestBadgerCloseJoinsGoroutines(t *testing.T) {
 
 func storageGoroutines() int {
 	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf)) // every goroutine, not the first 1 MiB of them
+	}
 	n := 0
 	for _, g := range strings.Split(string(buf), "\n\n") {
 		for _, fn := range []string{"storage.(*Badger).commitLoop", "storage.(*Badger).maintainLoop", "storage.(*Badger).syncLoop"} {
