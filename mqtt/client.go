@@ -159,16 +159,25 @@ func (c *client) writeLoop() {
 				return
 			}
 			c.writing = false
+			// An idle connection keeps no large buffer: they go back to
+			// the pool, for this connection's next burst or another's.
 			if cap(buf) > idleBufferMax {
-				c.out = nil // an idle connection keeps no large buffer
+				putOutBuffer(buf)
+				c.out = nil
 			}
 			if cap(c.spare) > idleBufferMax {
+				putOutBuffer(c.spare)
 				c.spare = nil
 			}
 			c.outMu.Unlock()
 			return
 		}
-		c.out, c.spare = c.spare[:0], nil
+		if c.spare != nil {
+			c.out = c.spare[:0]
+		} else {
+			c.out = getOutBuffer()
+		}
+		c.spare = nil
 		c.outMu.Unlock()
 
 		_ = c.conn.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
@@ -204,6 +213,22 @@ func (c *client) writeLoop() {
 
 // idleBufferMax is the largest outbound buffer an idle connection keeps.
 const idleBufferMax = 1 << 10
+
+// outBuffers recycles outbound buffers between bursts: the writer gives
+// its buffers back when it runs out of work, so idle connections hold
+// none, and takes one when the next burst starts, so a busy connection
+// that pauses often (a draining backlog) does not allocate and regrow a
+// buffer every time.
+var outBuffers = sync.Pool{New: func() any { return make([]byte, 0, 16<<10) }}
+
+func getOutBuffer() []byte { return outBuffers.Get().([]byte)[:0] }
+
+// putOutBuffer pools b unless it grew past 256 KiB (one huge packet).
+func putOutBuffer(b []byte) {
+	if cap(b) <= 256<<10 {
+		outBuffers.Put(b[:0])
+	}
+}
 
 // readLoop reads and handles packets until the connection ends, then tears
 // the connection down.
