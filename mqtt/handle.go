@@ -179,23 +179,14 @@ func (c *client) handlePublish(p *packets.Publish) error {
 		c.pipeEnqueue(pipeItem{p: p, m: m})
 		return nil
 	}
+	// QoS 0 with nothing queued ahead of it: routed here, never
+	// acknowledged; a failure (only its retained write can fail) is
+	// counted in StorageErrors. QoS 1/2 failures are answered by the
+	// pipeline (publishBatch).
 	if _, err := s.publish(m); err != nil {
 		c.log.Warn("storing PUBLISH failed", "topic", topic, "err", err)
-		if p.QoS == 0 {
-			return nil // counted in StorageErrors
-		}
-		if c.version != packets.V5 {
-			// 3.1.1 cannot refuse a PUBLISH: close without acknowledging so
-			// the client sends it again.
-			return packets.UnspecifiedError
-		}
-		rc := packets.UnspecifiedError
-		if errors.Is(err, storage.ErrFull) {
-			rc = packets.QuotaExceeded
-		}
-		return c.ackPublish(p, rc)
 	}
-	return c.ackPublish(p, packets.Success)
+	return nil
 }
 
 // ackPublish sends PUBACK (QoS 1) or PUBREC (QoS 2) with rc from the
