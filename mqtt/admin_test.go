@@ -422,6 +422,22 @@ func TestNoPerMessageInfoLogs(t *testing.T) {
 	sub.subscribe(1, packets.Subscription{Filter: "log/#", QoS: 1})
 	pub := dial(t, s, packets.V5)
 	pub.connect("log-pub", true, nil)
+	// The connect record is written after CONNACK goes out, so the client
+	// can see CONNACK first: wait for both records before counting.
+	eventually(t, testTimeout, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, l := range lines {
+			if strings.HasPrefix(l, "client connected") {
+				n++
+			}
+		}
+		if n < 2 {
+			return fmt.Errorf("%d \"client connected\" records so far: %q", n, lines)
+		}
+		return nil
+	})
 	mu.Lock()
 	before := len(lines)
 	mu.Unlock()
