@@ -39,6 +39,7 @@ func (s *Server) httpMux() *http.ServeMux {
 	s.registerMetrics(mux)  // metrics.go
 	s.registerAdminAPI(mux) // admin.go
 	s.registerDLQAPI(mux)   // dlqapi.go
+	s.registerPprof(mux)    // pprof.go
 	for _, r := range s.adminRoutes {
 		mux.Handle(r.pattern, s.adminOnly(r.h))
 	}
