@@ -79,7 +79,7 @@ func (s *Session) Push(d *Delivery) error {
 	// into the inflight window, where pumpLocked stores it once in its sent
 	// state (one store write instead of two). Either way it is stored
 	// before Push returns, so before the publisher is acknowledged.
-	sendNow := s.w != nil && s.qhead == len(s.queue) && len(s.flight) < s.window
+	sendNow := s.w != nil && s.qhead == len(s.queue) && s.flight.Len() < s.window
 	if s.durableLocked() && !sendNow {
 		if err := s.cfg.Store.Enqueue(s.id, d.Pending); err != nil {
 			return s.storeErr(err)
@@ -119,7 +119,7 @@ func (s *Session) pumpLocked() {
 	now := s.now()
 	var expired []uint64
 	s.refillLocked()
-	for len(s.flight) < s.window {
+	for s.flight.Len() < s.window {
 		if s.qhead == len(s.queue) {
 			if s.refillLocked(); s.qhead == len(s.queue) {
 				break
@@ -203,7 +203,7 @@ func (s *Session) pumpLocked() {
 			}
 			continue
 		}
-		s.flight = append(s.flight, d)
+		s.flight.Push(d)
 		s.byID[d.PacketID] = d
 	}
 	if s.qhead == len(s.queue) {
@@ -219,10 +219,11 @@ func (s *Session) pumpLocked() {
 	if len(expired) > 0 && s.durableLocked() && !s.fenced {
 		_ = s.storeErr(s.cfg.Store.RemovePending(s.id, expired...))
 	}
-	if len(s.flight) == 0 && s.qhead == len(s.queue) && !s.spill.on {
+	if s.flight.Len() == 0 && s.qhead == len(s.queue) && !s.spill.on {
 		// Idle: make the store exact (queue.go).
 		s.flushRemovalsLocked()
 	}
+	s.updateCongestionLocked()
 }
 
 // allocIDLocked returns a non-zero packet identifier not used by any
@@ -246,14 +247,8 @@ func (s *Session) completeLocked(d *Delivery) {
 		delete(s.byID, d.PacketID)
 	}
 	delete(s.bySeq, d.Seq)
-	for i, f := range s.flight {
-		if f == d {
-			copy(s.flight[i:], s.flight[i+1:])
-			s.flight[len(s.flight)-1] = nil
-			s.flight = s.flight[:len(s.flight)-1]
-			break
-		}
-	}
+	s.flight.Remove(d)
+	s.cong.acks++
 	s.removeLocked(d)
 }
 
@@ -322,7 +317,7 @@ func (s *Session) Pubcomp(packetID uint16) (*Delivery, error) {
 func (s *Session) Unacknowledged() (inflight, queued []*Delivery) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	inflight = append(inflight, s.flight...)
+	inflight = s.flight.All()
 	queued = append(queued, s.queue[s.qhead:]...)
 	return inflight, queued
 }
@@ -331,7 +326,7 @@ func (s *Session) Unacknowledged() (inflight, queued []*Delivery) {
 func (s *Session) Counts() (inflight, queued int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.flight), s.queuedLocked()
+	return s.flight.Len(), s.queuedLocked()
 }
 
 // Drain removes every delivery (queued and inflight, including released
@@ -353,14 +348,14 @@ func (s *Session) Drain() []*Delivery {
 	s.endSpillLocked()
 	s.flushRemovalsLocked()
 	var out, seqs []*Delivery
-	for _, d := range s.flight {
+	s.flight.Each(func(d *Delivery) {
 		if d.stored {
 			seqs = append(seqs, d)
 		}
 		if d.State != storage.PendingReleased {
 			out = append(out, d)
 		}
-	}
+	})
 	for _, d := range s.queue[s.qhead:] {
 		if d.stored {
 			seqs = append(seqs, d)
@@ -369,7 +364,9 @@ func (s *Session) Drain() []*Delivery {
 			out = append(out, d)
 		}
 	}
-	s.flight, s.queue, s.qhead, s.qbytes = nil, nil, 0, 0
+	s.flight.Reset()
+	s.queue, s.qhead, s.qbytes = nil, 0, 0
+	s.updateCongestionLocked()
 	s.byID = make(map[uint16]*Delivery)
 	s.bySeq = make(map[uint64]*Delivery)
 	if s.durableLocked() && !s.fenced && len(seqs) > 0 {

@@ -68,6 +68,7 @@ type Delivery struct {
 	Msg *storage.Message
 
 	stored bool // a pending entry for it is in the store
+	fpos   int  // position in the inflight window (flight.go)
 }
 
 // Writer sends packets to the client currently connected to the session.
@@ -164,7 +165,7 @@ type Session struct {
 	w       Writer
 	window  int // client's Receive Maximum capped by MaxInflight
 	nextID  uint16
-	flight  []*Delivery          // outbound inflight in send order [MQTT-4.6.0-1]
+	flight  flightList           // outbound inflight in send order [MQTT-4.6.0-1]
 	byID    map[uint16]*Delivery // the same, by packet identifier
 	queue   []*Delivery          // waiting for a free inflight slot, in arrival order
 	qhead   int
@@ -173,6 +174,7 @@ type Session struct {
 	stats   *Stats
 	spill   spillState // the part of a durable session's queue kept only in the store (queue.go)
 	qbytes  int        // bytes of the queued deliveries, for MaxQueuedBytes (queue.go)
+	cong    congestion // back pressure (congestion.go)
 }
 
 // New returns an empty session (no subscriptions, nothing pending) for
@@ -244,10 +246,10 @@ func (s *Session) SetExpiryInterval(sec uint32) error {
 			return err
 		}
 		var ps []storage.Pending
-		for _, d := range s.flight {
+		s.flight.Each(func(d *Delivery) {
 			ps = append(ps, d.Pending)
 			d.stored = true
-		}
+		})
 		for _, d := range s.queue[s.qhead:] {
 			ps = append(ps, d.Pending)
 			d.stored = true
@@ -275,9 +277,7 @@ func (s *Session) SetExpiryInterval(sec uint32) error {
 		s.spill.rm, s.spill.rmMax = nil, 0
 		err := s.cfg.Store.DeleteSession(s.id, s.rec.Revision)
 		s.rec.Revision = 0
-		for _, d := range s.flight {
-			d.stored = false
-		}
+		s.flight.Each(func(d *Delivery) { d.stored = false })
 		for _, d := range s.queue[s.qhead:] {
 			d.stored = false
 		}
@@ -304,7 +304,7 @@ func (s *Session) Attach(w Writer, receiveMax uint16) {
 	}
 	s.window = int(min(receiveMax, s.cfg.MaxInflight))
 	s.rec.DisconnectedAt = time.Time{}
-	for _, d := range append([]*Delivery(nil), s.flight...) {
+	for _, d := range s.flight.All() {
 		if d.State == storage.PendingReleased {
 			w.WritePubrel(d.PacketID)
 			continue
@@ -330,6 +330,7 @@ func (s *Session) Detach(w Writer) bool {
 	s.w = nil
 	s.rec.DisconnectedAt = s.now()
 	s.flushRemovalsLocked()
+	s.updateCongestionLocked()
 	return true
 }
 
@@ -459,7 +460,7 @@ func Restore(cfg Config, rec *storage.Session) (*Session, int, error) {
 			}
 			d.Msg = m
 			s.bySeq[p.Seq] = d
-			s.flight = append(s.flight, d)
+			s.flight.Push(d)
 			s.byID[p.PacketID] = d
 		}
 		return true
