@@ -80,6 +80,9 @@ func (s *Server) EnableLogGC(interval time.Duration) {
 	s.gcInterval = interval
 }
 
+// gcDeleteBatch is how many log entries one delete of the collector removes.
+const gcDeleteBatch = 1024
+
 // CollectLog deletes the log entries nothing needs any more (see above)
 // and returns how many it deleted.
 func (s *Server) CollectLog() (int, error) {
@@ -155,40 +158,50 @@ func (s *Server) CollectLog() (int, error) {
 			}
 		}
 	}
+	// Dead entries are deleted a batch at a time as the scan finds them,
+	// so collecting after a large backlog drained holds no list of a
+	// million sequence numbers.
+	deleted := 0
+	var err error
+	deleteDead := func(all bool) {
+		for err == nil && (len(dead) >= gcDeleteBatch || all && len(dead) > 0) {
+			n := min(len(dead), gcDeleteBatch)
+			if err = s.store.DeleteMessages(dead[:n]...); err != nil {
+				return
+			}
+			deleted += n
+			dead = append(dead[:0], dead[n:]...)
+		}
+	}
 	next := from
 	if from < limit {
-		err := s.store.Scan(from, func(m *storage.Message) bool {
-			if m.Seq >= limit {
+		scanErr := s.store.ScanSeqs(from, func(seq uint64) bool {
+			if seq >= limit {
 				return false
 			}
-			if _, ok := retained[m.Seq]; ok {
-				newKept[m.Seq] = struct{}{}
+			if _, ok := retained[seq]; ok {
+				newKept[seq] = struct{}{}
 			} else {
-				dead = append(dead, m.Seq)
-				if needed(m.Seq) {
+				dead = append(dead, seq)
+				if needed(seq) {
 					forced++
 				}
+				if len(dead) >= gcDeleteBatch {
+					deleteDead(false)
+				}
 			}
-			return true
+			return err == nil // a failed delete ends the scan; next stays
 		})
-		if err != nil {
+		if scanErr != nil {
 			s.gc.mu.Lock()
 			s.gc.kept = mergeKept(kept, newKept)
 			s.gc.mu.Unlock()
-			return 0, err
+			s.stats.LogCollected.Add(uint64(deleted))
+			return deleted, scanErr
 		}
 		next = limit
 	}
-	deleted := 0
-	var err error
-	for len(dead) > 0 {
-		n := min(len(dead), 1024)
-		if err = s.store.DeleteMessages(dead[:n]...); err != nil {
-			break
-		}
-		deleted += n
-		dead = dead[n:]
-	}
+	deleteDead(true)
 	s.gc.mu.Lock()
 	for _, seq := range dead { // not deleted because of an error: retry later
 		newKept[seq] = struct{}{}

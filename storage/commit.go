@@ -352,6 +352,9 @@ func (b *Badger) commitGroup(group []*writeReq) {
 			}
 		}
 		size, count := b.estimate(r)
+		if (size > limitSize || count > limitCount) && b.applyInParts(st, r, size, count, limitSize, limitCount) {
+			continue
+		}
 		if len(st.reqs) > 0 && (st.size+size > limitSize || st.count+count > limitCount) {
 			b.flush(st)
 		}
@@ -406,6 +409,62 @@ func (b *Badger) commitGroup(group []*writeReq) {
 		}
 		r.done <- struct{}{}
 	}
+}
+
+// applyInParts writes a request too big for one badger transaction (a
+// publisher's batch of thousands of messages, a session's whole queue) as
+// several transactions committed one after the other, so that no write a
+// client makes fails only for its size. It reports false for kinds that
+// cannot be split; those go through apply and fail there. The parts are
+// committed in order by this one committer, so an append's messages still
+// get consecutive sequence numbers. If a part fails, the parts before it
+// stay written and the request fails: for an append that makes the
+// publisher's retry a duplicate, never a loss (Log.Append).
+func (b *Badger) applyInParts(st *txnState, r *writeReq, size, count, limitSize, limitCount int64) bool {
+	msgs, pend, seqs := r.msgs, r.pend, r.seqs
+	var n int
+	var narrow func(lo, hi int)
+	switch r.kind {
+	case wAppend:
+		n, narrow = len(msgs), func(lo, hi int) { r.msgs = msgs[lo:hi] }
+	case wEnqueue:
+		n, narrow = len(pend), func(lo, hi int) { r.pend = pend[lo:hi] }
+	case wRemovePending, wDeleteMessages:
+		n, narrow = len(seqs), func(lo, hi int) { r.seqs = seqs[lo:hi] }
+	default:
+		return false
+	}
+	if n < 2 {
+		return false
+	}
+	defer func() { r.msgs, r.pend, r.seqs = msgs, pend, seqs }()
+	per := n
+	if size > limitSize {
+		per = min(per, int(int64(n)*limitSize/size))
+	}
+	if count > limitCount {
+		per = min(per, int(int64(n)*limitCount/count))
+	}
+	per = max(per, 1)
+	b.flush(st)
+	for lo := 0; lo < n && r.err == nil; lo += per {
+		narrow(lo, min(lo+per, n))
+		psize, pcount := b.estimate(r)
+		if err := b.apply(st, r); err != nil {
+			st.txn.Discard()
+			r.err = wrapWriteError(fmt.Errorf("storage: write: %w", err))
+			b.newTxn(st)
+			return true
+		}
+		if r.err != nil { // the request's own check failed: nothing written
+			break
+		}
+		st.reqs = append(st.reqs, r)
+		st.size += psize
+		st.count += pcount
+		b.flush(st)
+	}
+	return true
 }
 
 // estimate is a generous guess of the bytes and entries r writes, to keep a

@@ -132,6 +132,34 @@ func (s *Memory) Scan(from uint64, fn func(*Message) bool) error {
 	}
 }
 
+// ScanSeqs calls fn with the sequence numbers from seq onwards, in order.
+func (s *Memory) ScanSeqs(from uint64, fn func(seq uint64) bool) error {
+	buf := make([]uint64, 0, scanChunk)
+	for {
+		buf = buf[:0]
+		s.mu.RLock()
+		if s.closed {
+			s.mu.RUnlock()
+			return ErrClosed
+		}
+		for i := s.indexLocked(from); i < len(s.log) && len(buf) < scanChunk; i++ {
+			if e := s.log[i]; e.m != nil {
+				buf = append(buf, e.seq)
+			}
+		}
+		s.mu.RUnlock()
+		if len(buf) == 0 {
+			return nil
+		}
+		for _, seq := range buf {
+			if !fn(seq) {
+				return nil
+			}
+		}
+		from = buf[len(buf)-1] + 1
+	}
+}
+
 // Head returns the last sequence number assigned, even if that message has
 // since been deleted, so sequence numbers are never reused.
 func (s *Memory) Head() uint64 {

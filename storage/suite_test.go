@@ -35,6 +35,58 @@ func runSuite(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("Delayed messages", func(t *testing.T) { testDelayed(t, open(t)) })
 	t.Run("Delayed ids and copies", func(t *testing.T) { testDelayedCopies(t, open(t)) })
 	t.Run("Delayed after Close", func(t *testing.T) { testDelayedClosed(t, open(t)) })
+	t.Run("Writes larger than one transaction", func(t *testing.T) { testLargeWrites(t, open(t)) })
+}
+
+// A single call may carry more than badger takes in one transaction (a
+// publisher's batch of thousands of 1 KiB messages, a session's whole
+// queue): it succeeds, and an append's messages still get consecutive
+// sequence numbers.
+func testLargeWrites(t *testing.T, s Store) {
+	closeStore(t, s)
+	must(t, s.Append(context.Background(), msg("first", "x")))
+	const n = 6000
+	msgs := make([]*Message, n)
+	for i := range msgs {
+		msgs[i] = &Message{Topic: fmt.Sprintf("big/%d", i), QoS: 1, Payload: make([]byte, 1024)}
+		msgs[i].Payload[0] = byte(i)
+	}
+	must(t, s.Append(context.Background(), msgs...))
+	for i, m := range msgs {
+		if m.Seq != msgs[0].Seq+uint64(i) {
+			t.Fatalf("message %d has seq %d, want %d (consecutive)", i, m.Seq, msgs[0].Seq+uint64(i))
+		}
+	}
+	if got := s.Head(); got != msgs[n-1].Seq {
+		t.Fatalf("Head = %d, want %d", got, msgs[n-1].Seq)
+	}
+	for _, i := range []int{0, n / 2, n - 1} {
+		m, err := s.Get(msgs[i].Seq)
+		must(t, err)
+		if m.Topic != msgs[i].Topic || len(m.Payload) != 1024 || m.Payload[0] != byte(i) {
+			t.Fatalf("Get(%d) = %q with %d bytes", msgs[i].Seq, m.Topic, len(m.Payload))
+		}
+	}
+	pend := make([]Pending, n)
+	seqs := make([]uint64, n)
+	for i, m := range msgs {
+		pend[i] = Pending{Seq: m.Seq, QoS: 1}
+		seqs[i] = m.Seq
+	}
+	must(t, s.Enqueue("big-client", pend...))
+	if c, err := s.CountPending("big-client"); err != nil || c != n {
+		t.Fatalf("CountPending after enqueueing %d = %d, %v", n, c, err)
+	}
+	must(t, s.RemovePending("big-client", seqs...))
+	if c, err := s.CountPending("big-client"); err != nil || c != 0 {
+		t.Fatalf("CountPending after removing all = %d, %v", c, err)
+	}
+	must(t, s.DeleteMessages(seqs...))
+	left := 0
+	must(t, s.ScanSeqs(0, func(uint64) bool { left++; return true }))
+	if left != 1 {
+		t.Fatalf("%d messages left after deleting the %d large ones, want 1", left, n)
+	}
 }
 
 func closeStore(t *testing.T, s Store) {
@@ -132,6 +184,18 @@ func testGetScan(t *testing.T, s Store) {
 	}
 	if got := scanAll(t, s, seqs[599]+1); len(got) != 0 {
 		t.Fatalf("Scan past head gave %d messages", len(got))
+	}
+	var got []uint64
+	must(t, s.ScanSeqs(seqs[3], func(seq uint64) bool { got = append(got, seq); return true }))
+	if !slices.Equal(got, seqs[3:]) {
+		t.Fatalf("ScanSeqs(from %d) gave %d sequence numbers, want %d in order", seqs[3], len(got), len(seqs)-3)
+	}
+	must(t, s.DeleteMessages(seqs[5], seqs[400]))
+	got = got[:0]
+	must(t, s.ScanSeqs(0, func(seq uint64) bool { got = append(got, seq); return len(got) < 500 }))
+	want := slices.DeleteFunc(slices.Clone(seqs), func(q uint64) bool { return q == seqs[5] || q == seqs[400] })[:500]
+	if !slices.Equal(got, want) {
+		t.Fatalf("ScanSeqs after deleting two and stopping at 500: %d sequence numbers, want %d (deleted ones skipped)", len(got), len(want))
 	}
 	n := 0
 	must(t, s.Scan(1, func(*Message) bool { n++; return n < 3 }))
