@@ -4,6 +4,7 @@ import (
 	"errors"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/beaconmq/beacon/packets"
 	"github.com/beaconmq/beacon/storage"
@@ -38,6 +39,10 @@ import (
 //
 // The worker goroutine exists only while there is work, so an idle
 // connection costs nothing here.
+
+// maxBackPressureWait bounds how long the worker waits for one congested
+// subscriber after a batch.
+const maxBackPressureWait = time.Second
 
 // maxPipeline bounds the queued PUBLISH packets of one connection; the
 // reader waits (stops reading the socket) when it is full.
@@ -143,7 +148,7 @@ func (c *client) pipeRun() {
 		pl.cond.Broadcast() // room for the reader
 		pl.mu.Unlock()
 
-		c.publishBatch(batch)
+		cg := c.publishBatch(batch)
 
 		pl.mu.Lock()
 		for i := range batch {
@@ -160,13 +165,22 @@ func (c *client) pipeRun() {
 		}
 		pl.spare = batch[:0]
 		pl.mu.Unlock()
+		if cg.sess != nil {
+			// Back pressure: wait for the congested subscriber before
+			// taking more of this client's messages (session/congestion.go).
+			// The batch is acknowledged and no longer pending, so the
+			// client's inflight quota is free; the reader goes on queueing
+			// what the client sends until the pipeline is full.
+			c.srv.stats.BackPressureWaits.Add(1)
+			cg.sess.WaitUncongested(maxBackPressureWait)
+		}
 	}
 }
 
 // publishBatch appends the batch's QoS 1/2 messages in one call, then
 // routes and acknowledges every item in order. A failed append refuses all
 // of them as handlePublish would refuse one.
-func (c *client) publishBatch(batch []pipeItem) {
+func (c *client) publishBatch(batch []pipeItem) (cg congested) {
 	s := c.srv
 	var msgs []*storage.Message
 	for i := range batch {
@@ -192,7 +206,7 @@ func (c *client) publishBatch(batch []pipeItem) {
 			err = nil
 		}
 		if err == nil {
-			_, err = s.publishAppended(it.m)
+			_, err = s.publishAppended(it.m, &cg)
 		}
 		if err != nil {
 			c.log.Warn("storing PUBLISH failed", "topic", it.m.Topic, "err", err)
@@ -214,4 +228,5 @@ func (c *client) publishBatch(batch []pipeItem) {
 		}
 		_ = c.sendPublishAck(it.p, packets.Success)
 	}
+	return cg
 }

@@ -29,7 +29,7 @@ func (s *Server) publish(m *storage.Message) (int, error) {
 			return 0, err
 		}
 	}
-	return s.publishAppended(m)
+	return s.publishAppended(m, nil)
 }
 
 // appendLog appends msgs to the log in one call (one group commit) and
@@ -49,14 +49,26 @@ func (s *Server) appendLog(msgs ...*storage.Message) error {
 
 // publishAppended is publish after the append: retained store, then
 // routing. The caller holds gcMu for reading.
-func (s *Server) publishAppended(m *storage.Message) (int, error) {
+func (s *Server) publishAppended(m *storage.Message, cg *congested) (int, error) {
 	if m.Retain {
 		if err := s.retain(m); err != nil {
 			s.stats.StorageErrors.Add(1)
 			return 0, err
 		}
 	}
-	return s.route(m)
+	return s.routeTo(m, cg)
+}
+
+// congested collects a receiving session that asked for back pressure
+// while a publisher's messages were routed (session/congestion.go).
+type congested struct {
+	sess *session.Session
+}
+
+func (cg *congested) note(sess *session.Session) {
+	if cg != nil && cg.sess == nil && sess.Congested() {
+		cg.sess = sess
+	}
 }
 
 // retain stores m as the retained message of its topic, replacing the
@@ -132,7 +144,11 @@ const mergeLinear = 16
 // The error is the first storage failure of a recipient's pending entry:
 // the publisher must then not be acknowledged (the other recipients got
 // the message; a resend makes a duplicate, never a loss).
-func (s *Server) route(m *storage.Message) (int, error) {
+func (s *Server) route(m *storage.Message) (int, error) { return s.routeTo(m, nil) }
+
+// routeTo is route that notes in cg (if not nil) a receiving session that
+// is congested.
+func (s *Server) routeTo(m *storage.Message, cg *congested) (int, error) {
 	res := s.tree.Match(m.Topic)
 	n := len(res.Subscribers) + len(res.Groups)
 	if n == 0 {
@@ -207,9 +223,13 @@ func (s *Server) route(m *storage.Message) (int, error) {
 		if err := s.deliver(t.sess, s.delivery(m, t)); err != nil && firstErr == nil {
 			firstErr = err
 		}
+		cg.note(t.sess)
 	}
 	if err := s.deliverDurable(m, durable); err != nil && firstErr == nil {
 		firstErr = err
+	}
+	for i := range durable {
+		cg.note(durable[i].sess)
 	}
 	return len(targets), firstErr
 }

@@ -54,6 +54,7 @@ type Stats struct {
 	DroppedReserved       atomic.Uint64 // client PUBLISH to $SYS/ or $dlq/
 	DroppedDelayedInvalid atomic.Uint64 // PUBLISH to a malformed $delayed/ topic (5.0 QoS >= 1: refused with 0x90)
 	DroppedSlowQoS0       atomic.Uint64 // QoS 0 beyond a connection's MaxOutboundBytes
+	BackPressureWaits     atomic.Uint64 // publisher batches held back for a congested subscriber (session/congestion.go)
 	DroppedNoRoute        atomic.Uint64 // QoS 1/2 deliveries refused by a fenced/ended session
 	DroppedQueueFull      atomic.Uint64 // refused by a full session queue (also in Session.Overflow)
 	DroppedTopicLimit     atomic.Uint64 // PUBLISH whose topic exceeds MaxTopicLength/MaxTopicLevels (5.0 QoS >= 1: refused with 0x90)
