@@ -67,3 +67,36 @@ func TestBackPressureHoldsButNeverBlocksPublisher(t *testing.T) {
 		}
 	}
 }
+
+// A QoS 0 subscriber that reads nothing makes its connection's buffer fill
+// (back pressure) and then stalls: publishers must not be slowed for good.
+// 20,000 QoS 0 messages would take 100 ms each if every one waited for the
+// stalled subscriber; here they are all read (PINGRESP after them) within
+// the deadline, and the excess is dropped and counted for the subscriber.
+func TestBackPressureStuckQoS0Subscriber(t *testing.T) {
+	s := startServer(t, func(o *Options) { o.MaxOutboundBytes = 64 << 10 })
+	sub := dial(t, s, packets.V5)
+	sub.connect("bp0-sub", true, nil)
+	sub.subscribe(1, packets.Subscription{Filter: "bp0/#", QoS: 0})
+	pub := dial(t, s, packets.V5)
+	pub.connect("bp0-pub", true, nil)
+	payload := make([]byte, 1024)
+	const n = 20000 // 20 MB: more than the kernel's socket buffers hold
+	for range n {
+		pub.send(&packets.Publish{Topic: "bp0/t", Payload: payload})
+	}
+	pub.send(&packets.Pingreq{})
+	p, err := pub.tryRecv(testTimeout * 4)
+	if err != nil {
+		t.Fatalf("no PINGRESP after %d QoS 0 messages to a stuck subscriber: %v", n, err)
+	}
+	if _, ok := p.(*packets.Pingresp); !ok {
+		t.Fatalf("got %T, want PINGRESP", p)
+	}
+	if w := s.stats.BackPressureWaits.Load(); w == 0 {
+		t.Error("no back-pressure wait although the subscriber's buffer filled")
+	}
+	if d := s.stats.DroppedSlowQoS0.Load(); d == 0 {
+		t.Error("nothing dropped for a subscriber that reads nothing")
+	}
+}

@@ -62,6 +62,7 @@ type client struct {
 	outAliases map[string]uint16
 	aliasNext  uint16
 	needPump   bool // a QoS > 0 delivery waited for buffer room
+	outBusy    bool // out passed half of MaxOutboundBytes: the session is told (back pressure)
 	writing    bool // a writer goroutine runs (or closed the socket for good)
 	scratch    packets.Publish
 
@@ -203,7 +204,14 @@ func (c *client) writeLoop() {
 		}
 		pump := c.needPump
 		c.needPump = false
+		drained := c.outBusy && len(c.out) < c.srv.opts.MaxOutboundBytes/4
+		if drained {
+			c.outBusy = false
+		}
 		c.outMu.Unlock()
+		if drained && c.sess != nil {
+			c.sess.WriterDrained()
+		}
 		if pump && c.sess != nil {
 			// Deliveries held back while the buffer was full.
 			c.sess.Pump()

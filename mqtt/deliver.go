@@ -88,6 +88,12 @@ func (c *client) WritePublish(d *session.Delivery, dup bool) error {
 	if c.maxOut > 0 && size > int(c.maxOut) {
 		return session.ErrTooLarge // [MQTT-3.1.2-24]
 	}
+	if len(c.out)+size > c.srv.opts.MaxOutboundBytes/2 && !c.outBusy && c.sess != nil {
+		// Back pressure (session/congestion.go): publishers feeding this
+		// connection slow down before QoS 0 has to be dropped.
+		c.outBusy = true
+		c.sess.WriterBusy()
+	}
 	if len(c.out)+size > c.srv.opts.MaxOutboundBytes && len(c.out) > 0 && !dup {
 		if d.QoS == 0 {
 			c.srv.stats.DroppedSlowQoS0.Add(1)

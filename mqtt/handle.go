@@ -183,8 +183,18 @@ func (c *client) handlePublish(p *packets.Publish) error {
 	// acknowledged; a failure (only its retained write can fail) is
 	// counted in StorageErrors. QoS 1/2 failures are answered by the
 	// pipeline (publishBatch).
-	if _, err := s.publish(m); err != nil {
+	var cg congested
+	s.gcMu.RLock()
+	_, err := s.publishAppended(m, &cg)
+	s.gcMu.RUnlock()
+	if err != nil {
 		c.log.Warn("storing PUBLISH failed", "topic", topic, "err", err)
+	}
+	if cg.sess != nil {
+		// Back pressure (session/congestion.go): stop reading this client
+		// until the subscriber caught up.
+		s.stats.BackPressureWaits.Add(1)
+		cg.sess.WaitUncongested(maxBackPressureWait)
 	}
 	return nil
 }

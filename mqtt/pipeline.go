@@ -151,18 +151,7 @@ func (c *client) pipeRun() {
 		cg := c.publishBatch(batch)
 
 		pl.mu.Lock()
-		for i := range batch {
-			it := &batch[i]
-			if it.p.QoS > 0 {
-				pl.pending--
-				if it.p.QoS == 2 && !it.dup {
-					if pl.qos2[it.p.PacketID]--; pl.qos2[it.p.PacketID] <= 0 {
-						delete(pl.qos2, it.p.PacketID)
-					}
-				}
-			}
-			*it = pipeItem{}
-		}
+		clear(batch) // each item left pending in publishBatch (pipeDone)
 		pl.spare = batch[:0]
 		pl.mu.Unlock()
 		if cg.sess != nil {
@@ -198,6 +187,7 @@ func (c *client) publishBatch(batch []pipeItem) (cg congested) {
 		it := &batch[i]
 		if it.dup {
 			// [MQTT-4.3.3-10]: acknowledged again, not delivered again.
+			c.pipeDone(it)
 			_ = c.send(&packets.Pubrec{PacketID: it.p.PacketID})
 			continue
 		}
@@ -216,6 +206,7 @@ func (c *client) publishBatch(batch []pipeItem) (cg congested) {
 			if c.version != packets.V5 {
 				// 3.1.1 cannot refuse a PUBLISH: close without acknowledging
 				// so the client sends it again.
+				c.pipeDone(it)
 				c.kick(packets.UnspecifiedError)
 				continue
 			}
@@ -223,10 +214,52 @@ func (c *client) publishBatch(batch []pipeItem) (cg congested) {
 			if errors.Is(err, storage.ErrFull) {
 				rc = packets.QuotaExceeded
 			}
-			_ = c.sendPublishAck(it.p, rc)
+			c.pipeAck(it, rc)
 			continue
 		}
-		_ = c.sendPublishAck(it.p, packets.Success)
+		c.pipeAck(it, packets.Success)
 	}
 	return cg
+}
+
+// pipeAck acknowledges a published pipeline item with rc. The item stops
+// counting against the server's Receive Maximum just before its
+// acknowledgement goes out — after a QoS 2 identifier entered the
+// session's inbound set, which counts it from then on — because a client
+// may send its next PUBLISH as soon as it has the acknowledgement; were
+// the batch's items released only after the whole batch, a client with a
+// full window would be counted twice and disconnected with 0x93.
+func (c *client) pipeAck(it *pipeItem, rc packets.ReasonCode) {
+	if c.version != packets.V5 {
+		rc = packets.Success
+	}
+	if it.p.QoS == 2 && !rc.IsError() {
+		if err := c.sess.InboundAdd(it.p.PacketID); err != nil {
+			c.log.Warn("saving inbound QoS 2 state failed", "err", err)
+		}
+	}
+	c.pipeDone(it)
+	switch it.p.QoS {
+	case 1:
+		_ = c.send(&packets.Puback{PacketID: it.p.PacketID, ReasonCode: rc}) // [MQTT-4.3.2-4]
+	case 2:
+		_ = c.send(&packets.Pubrec{PacketID: it.p.PacketID, ReasonCode: rc}) // [MQTT-4.3.3-8]
+	}
+}
+
+// pipeDone releases it from the pipeline's pending count and QoS 2
+// identifiers.
+func (c *client) pipeDone(it *pipeItem) {
+	if it.p.QoS == 0 {
+		return
+	}
+	pl := &c.pipe
+	pl.mu.Lock()
+	pl.pending--
+	if it.p.QoS == 2 && !it.dup {
+		if pl.qos2[it.p.PacketID]--; pl.qos2[it.p.PacketID] <= 0 {
+			delete(pl.qos2, it.p.PacketID)
+		}
+	}
+	pl.mu.Unlock()
 }

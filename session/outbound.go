@@ -248,7 +248,7 @@ func (s *Session) completeLocked(d *Delivery) {
 	}
 	delete(s.bySeq, d.Seq)
 	s.flight.Remove(d)
-	s.cong.acks++
+	s.cong.progress++
 	s.removeLocked(d)
 }
 

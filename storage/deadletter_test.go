@@ -265,8 +265,17 @@ func TestBadgerDeadLetterKill9(t *testing.T) {
 		}
 		return true
 	}))
+	last := uint64(0)
 	for seq := range added {
-		if !removed[seq] && !have[seq] {
+		last = max(last, seq)
+	}
+	for seq := range added {
+		// The child removes every third entry right after adding it, so
+		// the last one added may have been removed (committed) with the
+		// kill arriving before its DEL line was written: only that one
+		// may be missing without a DEL.
+		inFlightRemoval := seq == last && seq%3 == 0
+		if !removed[seq] && !have[seq] && !inFlightRemoval {
 			t.Fatalf("acknowledged dead letter %d lost after kill -9", seq)
 		}
 		if _, err := s.Get(seq); err != nil {

@@ -65,3 +65,21 @@ func trimResident(dir string) int64 {
 	}
 	return total
 }
+
+// residentFileBytes returns the process's resident file-backed (shared)
+// memory from /proc/self/statm, or 0 if it cannot be read.
+func residentFileBytes() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return 0
+	}
+	n, err := strconv.ParseInt(f[2], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n * int64(os.Getpagesize())
+}
