@@ -96,12 +96,14 @@ func (b *Badger) maintainLoop() {
 		trimCheck = c.C
 	}
 	lastWrites := b.written.Load()
+	pool := allocPoolOf(b.db) // allocpool.go
 	for {
 		select {
 		case <-b.stop:
 			return
 		case <-trim:
 			trimResident(b.opts.Dir)
+			drainAllocPool(pool)
 		case <-trimCheck:
 			if residentFileBytes() > trimAboveFile {
 				trimResident(b.opts.Dir)

@@ -15,19 +15,20 @@ import (
 // Go heap grows to about twice what is live before the collector runs, and
 // under a large backlog drain the garbage of decoded messages pushed the
 // broker past 400 MB RSS although less than 60 MiB was live (see the
-// backlog section of docs/performance.md). 90 MiB keeps a 1M-message
+// backlog section of docs/performance.md). 100 MiB keeps a 1M-message
 // drain under 150 MB RSS with badger's memory-mapped pages on top (128 MiB
-// did not, 100 MiB did in the median but not in every run); the live heap
-// of that drain is 60-85 MiB. The limit is soft:
+// did not), now that the store empties badger's table-builder pool
+// (storage/allocpool.go); 90 MiB did too but cost 1,000 publisher/
+// subscriber pairs a third of their throughput. The limit is soft:
 // a broker that really needs more keeps running, the collector just works
 // harder (at most half the CPU, by the runtime's own cap).
-const defaultMemoryLimit = 90 << 20
+const defaultMemoryLimit = 100 << 20
 
 // memoryLimitSetting is the memory-limit flag and file key: bytes, with an
 // optional KiB/MiB/GiB suffix; 0 means no limit.
 func memoryLimitSetting(p *int64) *setting {
 	return &setting{name: "memory-limit",
-		usage: "soft memory limit of the Go runtime, e.g. 256MiB (0 = none; unset: GOMEMLIMIT if set, else 90MiB)",
+		usage: "soft memory limit of the Go runtime, e.g. 256MiB (0 = none; unset: GOMEMLIMIT if set, else 100MiB)",
 		set: func(v string) error {
 			n, err := parseBytes(v)
 			if err != nil {
