@@ -30,8 +30,8 @@ const (
 	// it stays so until its queue is back to congestLow.
 	congestHigh = 2048
 	congestLow  = 512
-	// congestStall: a wait ends when no acknowledgement arrived for this
-	// long.
+	// congestStall: a wait ends when the subscriber made no progress (no
+	// acknowledgement, no outbound buffer written out) for this long.
 	congestStall = 100 * time.Millisecond
 )
 
