@@ -184,10 +184,7 @@ func (c *client) handlePublish(p *packets.Publish) error {
 	// counted in StorageErrors. QoS 1/2 failures are answered by the
 	// pipeline (publishBatch).
 	var cg congested
-	s.gcMu.RLock()
-	_, err := s.publishAppended(m, &cg)
-	s.gcMu.RUnlock()
-	if err != nil {
+	if _, err := s.publishTo(m, &cg); err != nil {
 		c.log.Warn("storing PUBLISH failed", "topic", topic, "err", err)
 	}
 	if cg.sess != nil {
@@ -211,18 +208,30 @@ func (c *client) ackPublish(p *packets.Publish, rc packets.ReasonCode) error {
 // acks carry no reason code, so a refused message is acknowledged as
 // received.
 func (c *client) sendPublishAck(p *packets.Publish, rc packets.ReasonCode) error {
+	return c.writePublishAck(p, c.recordPublishAck(p, rc))
+}
+
+// recordPublishAck is the state change of acknowledging p with rc: a
+// successful QoS 2 PUBLISH enters the session's inbound set. It returns
+// the reason code to send (always Success for 3.1.1).
+func (c *client) recordPublishAck(p *packets.Publish, rc packets.ReasonCode) packets.ReasonCode {
 	if c.version != packets.V5 {
 		rc = packets.Success
 	}
+	if p.QoS == 2 && !rc.IsError() {
+		if err := c.sess.InboundAdd(p.PacketID); err != nil {
+			c.log.Warn("saving inbound QoS 2 state failed", "err", err)
+		}
+	}
+	return rc
+}
+
+// writePublishAck sends the PUBACK or PUBREC of p.
+func (c *client) writePublishAck(p *packets.Publish, rc packets.ReasonCode) error {
 	switch p.QoS {
 	case 1:
 		return c.send(&packets.Puback{PacketID: p.PacketID, ReasonCode: rc}) // [MQTT-4.3.2-4]
 	case 2:
-		if !rc.IsError() {
-			if err := c.sess.InboundAdd(p.PacketID); err != nil {
-				c.log.Warn("saving inbound QoS 2 state failed", "err", err)
-			}
-		}
 		return c.send(&packets.Pubrec{PacketID: p.PacketID, ReasonCode: rc}) // [MQTT-4.3.3-8]
 	}
 	return nil

@@ -230,21 +230,9 @@ func (c *client) publishBatch(batch []pipeItem) (cg congested) {
 // the batch's items released only after the whole batch, a client with a
 // full window would be counted twice and disconnected with 0x93.
 func (c *client) pipeAck(it *pipeItem, rc packets.ReasonCode) {
-	if c.version != packets.V5 {
-		rc = packets.Success
-	}
-	if it.p.QoS == 2 && !rc.IsError() {
-		if err := c.sess.InboundAdd(it.p.PacketID); err != nil {
-			c.log.Warn("saving inbound QoS 2 state failed", "err", err)
-		}
-	}
+	rc = c.recordPublishAck(it.p, rc)
 	c.pipeDone(it)
-	switch it.p.QoS {
-	case 1:
-		_ = c.send(&packets.Puback{PacketID: it.p.PacketID, ReasonCode: rc}) // [MQTT-4.3.2-4]
-	case 2:
-		_ = c.send(&packets.Pubrec{PacketID: it.p.PacketID, ReasonCode: rc}) // [MQTT-4.3.3-8]
-	}
+	_ = c.writePublishAck(it.p, rc)
 }
 
 // pipeDone releases it from the pipeline's pending count and QoS 2

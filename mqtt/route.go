@@ -19,7 +19,11 @@ import (
 // sessions can point at it); the caller acknowledges the PUBLISH only
 // after publish returned without error. It returns the number of sessions
 // the message was handed to.
-func (s *Server) publish(m *storage.Message) (int, error) {
+func (s *Server) publish(m *storage.Message) (int, error) { return s.publishTo(m, nil) }
+
+// publishTo is publish that notes in cg (if not nil) a receiving session
+// that is congested (back pressure).
+func (s *Server) publishTo(m *storage.Message, cg *congested) (int, error) {
 	// Between append and routing the message is needed by nothing the log
 	// collector can see: hold it off (loggc.go).
 	s.gcMu.RLock()
@@ -29,7 +33,7 @@ func (s *Server) publish(m *storage.Message) (int, error) {
 			return 0, err
 		}
 	}
-	return s.publishAppended(m, nil)
+	return s.publishAppended(m, cg)
 }
 
 // appendLog appends msgs to the log in one call (one group commit) and

@@ -555,40 +555,12 @@ func (b *Badger) Scan(from uint64, fn func(*Message) bool) error {
 	}, fn)
 }
 
-// ScanSeqs calls fn with the sequence numbers >= from, in order, reading
-// keys only.
+// ScanSeqs calls fn with the sequence numbers >= from, in order, without
+// decoding the messages.
 func (b *Badger) ScanSeqs(from uint64, fn func(seq uint64) bool) error {
-	buf := make([]uint64, 0, scanChunk)
-	start := msgKey(from)
-	for start != nil {
-		buf = buf[:0]
-		var next []byte
-		err := b.view(func(txn *badger.Txn) error {
-			opt := badger.DefaultIteratorOptions
-			opt.Prefix, opt.PrefetchValues = prefixMsg, false
-			it := txn.NewIterator(opt)
-			defer it.Close()
-			for it.Seek(start); it.ValidForPrefix(prefixMsg); it.Next() {
-				k := it.Item().Key()
-				if len(buf) == scanChunk {
-					next = slices.Clone(k)
-					return nil
-				}
-				buf = append(buf, seqFromMsgKey(k))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, seq := range buf {
-			if !fn(seq) {
-				return nil
-			}
-		}
-		start = next
-	}
-	return nil
+	return scanPrefix(b, prefixMsg, msgKey(from), func(k, _ []byte) (uint64, error) {
+		return seqFromMsgKey(k), nil
+	}, fn)
 }
 
 // Head returns the last committed sequence number; it survives deletion of

@@ -68,8 +68,8 @@ type Log interface {
 	// returns false or the log ends. No lock is held while fn runs, so fn
 	// may call the store.
 	Scan(from uint64, fn func(*Message) bool) error
-	// ScanSeqs is Scan for the sequence numbers only: it reads keys, not
-	// messages, so the log collector can walk a large backlog cheaply.
+	// ScanSeqs is Scan for the sequence numbers only: it decodes no
+	// message, so the log collector can walk a large backlog cheaply.
 	ScanSeqs(from uint64, fn func(seq uint64) bool) error
 	// Head is the last sequence number assigned (0 when nothing was ever
 	// appended). It does not go back when that message is deleted, nor on
