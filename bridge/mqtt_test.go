@@ -215,9 +215,18 @@ func TestMQTTSinkReconnectsBeacon(t *testing.T) {
 	if err == nil || IsPermanent(err) {
 		t.Fatalf("Deliver with the remote down: %v, want a retryable error", err)
 	}
-	if p, ok := sink.(Prober); !ok || p.Probe(ctx) == nil {
-		t.Fatal("Probe reports the sink up while the remote is down")
+	p, ok := sink.(Prober)
+	if !ok {
+		t.Fatal("the MQTT sink is not a Prober")
 	}
+	// The sink learns of the lost connection from paho's disconnect
+	// callback, which can run just after the failed Deliver returned.
+	waitFor(t, mqTimeout, func() error {
+		if p.Probe(ctx) == nil {
+			return errors.New("Probe reports the sink up while the remote is down")
+		}
+		return nil
+	})
 
 	rb2 := startRemoteBeacon(t, addr, "")
 	sub := dialRemote(t, rb2.addr, "remote-sub")
