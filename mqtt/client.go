@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"runtime/debug"
 	"sync"
@@ -55,8 +56,9 @@ type client struct {
 	pipe pipeline   // accepted PUBLISH packets waiting for the log (pipeline.go)
 
 	outMu      sync.Mutex
-	out        []byte // encoded packets waiting for the writer
-	spare      []byte
+	out        outQueue // encoded packets waiting for the writer
+	spare      [][]byte // the chunk list the writer handed back, for reuse
+	wbufs      net.Buffers
 	closing    bool // no packet may be queued any more [MQTT-3.14.4-1]
 	connacked  bool // a successful CONNACK was queued: DISCONNECT may be sent [MQTT-3.14.0-1]
 	outAliases map[string]uint16
@@ -65,6 +67,7 @@ type client struct {
 	outBusy    bool // out passed half of MaxOutboundBytes: the session is told (back pressure)
 	writing    bool // a writer goroutine runs (or closed the socket for good)
 	scratch    packets.Publish
+	acks       ackScratch
 
 	takenOver    atomic.Bool // another connection took the session over
 	takeoverEnds atomic.Bool // ... and started a clean session (the old one ended)
@@ -112,13 +115,47 @@ func (c *client) send(p packets.Packet) error {
 	return c.sendLocked(p)
 }
 
+// ackScratch holds the acknowledgement a connection is encoding, so that
+// sending one does not allocate (an ack is a few bytes on the wire, but the
+// packet value with its properties is ~200 bytes: at 100k acks a second
+// that was a tenth of the broker's allocations).
+type ackScratch struct {
+	puback  packets.Puback
+	pubrec  packets.Pubrec
+	pubrel  packets.Pubrel
+	pubcomp packets.Pubcomp
+}
+
+// sendAck encodes a PUBACK, PUBREC, PUBREL or PUBCOMP with packet
+// identifier id and reason code rc into the outbound buffer.
+func (c *client) sendAck(t packets.Type, id uint16, rc packets.ReasonCode) error {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	var p packets.Packet
+	switch t {
+	case packets.TypePuback:
+		c.acks.puback = packets.Puback{PacketID: id, ReasonCode: rc}
+		p = &c.acks.puback
+	case packets.TypePubrec:
+		c.acks.pubrec = packets.Pubrec{PacketID: id, ReasonCode: rc}
+		p = &c.acks.pubrec
+	case packets.TypePubrel:
+		c.acks.pubrel = packets.Pubrel{PacketID: id, ReasonCode: rc}
+		p = &c.acks.pubrel
+	case packets.TypePubcomp:
+		c.acks.pubcomp = packets.Pubcomp{PacketID: id, ReasonCode: rc}
+		p = &c.acks.pubcomp
+	default:
+		return fmt.Errorf("mqtt: sendAck of packet type %d", t)
+	}
+	return c.sendLocked(p)
+}
+
 func (c *client) sendLocked(p packets.Packet) error {
 	if c.closing {
 		return errClosing
 	}
-	var err error
-	c.out, err = packets.Encode(c.out, p, c.version)
-	if err != nil {
+	if err := c.out.encode(p, packets.Size(p, c.version), c.version); err != nil {
 		return err
 	}
 	c.srv.stats.PacketsSent.Add(1)
@@ -151,8 +188,7 @@ const reasonShutdown = packets.ServerShuttingDown
 func (c *client) writeLoop() {
 	for {
 		c.outMu.Lock()
-		buf := c.out
-		if len(buf) == 0 {
+		if c.out.Len() == 0 {
 			if c.closing {
 				c.outMu.Unlock() // writing stays set: no writer after this one
 				c.closeConn()
@@ -160,30 +196,25 @@ func (c *client) writeLoop() {
 				return
 			}
 			c.writing = false
-			// An idle connection keeps no large buffer: they go back to
-			// the pool, for this connection's next burst or another's.
-			if cap(buf) > idleBufferMax {
-				putOutBuffer(buf)
-				c.out = nil
-			}
-			if cap(c.spare) > idleBufferMax {
-				putOutBuffer(c.spare)
+			// An idle connection keeps no chunk (they went back to the
+			// pool after each write) and no long chunk list.
+			if cap(c.spare) > idleChunkList {
 				c.spare = nil
+			}
+			if cap(c.wbufs) > idleChunkList {
+				c.wbufs = nil
 			}
 			c.outMu.Unlock()
 			return
 		}
-		if c.spare != nil {
-			c.out = c.spare[:0]
-		} else {
-			c.out = getOutBuffer()
-		}
+		cs := c.out.take(c.spare)
 		c.spare = nil
 		c.outMu.Unlock()
 
 		_ = c.conn.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-		n, err := c.conn.Write(buf)
+		n, err := writeChunks(c.conn, cs, &c.wbufs)
 		c.srv.stats.BytesSent.Add(uint64(n))
+		recycle(cs)
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -192,19 +223,17 @@ func (c *client) writeLoop() {
 			}
 			c.outMu.Lock()
 			c.closing = true
-			c.out = nil
+			c.out.release()
 			c.outMu.Unlock()
 			c.closeConn()
 			close(c.wdone)
 			return
 		}
 		c.outMu.Lock()
-		if cap(buf) <= 256<<10 {
-			c.spare = buf[:0]
-		}
+		c.spare = cs[:0]
 		pump := c.needPump
 		c.needPump = false
-		drained := c.outBusy && len(c.out) < c.srv.opts.MaxOutboundBytes/4
+		drained := c.outBusy && c.out.Len() < c.srv.opts.MaxOutboundBytes/4
 		if drained {
 			c.outBusy = false
 		}
@@ -219,24 +248,9 @@ func (c *client) writeLoop() {
 	}
 }
 
-// idleBufferMax is the largest outbound buffer an idle connection keeps.
-const idleBufferMax = 1 << 10
-
-// outBuffers recycles outbound buffers between bursts: the writer gives
-// its buffers back when it runs out of work, so idle connections hold
-// none, and takes one when the next burst starts, so a busy connection
-// that pauses often (a draining backlog) does not allocate and regrow a
-// buffer every time.
-var outBuffers = sync.Pool{New: func() any { return make([]byte, 0, 16<<10) }}
-
-func getOutBuffer() []byte { return outBuffers.Get().([]byte)[:0] }
-
-// putOutBuffer pools b unless it grew past 256 KiB (one huge packet).
-func putOutBuffer(b []byte) {
-	if cap(b) <= 256<<10 {
-		outBuffers.Put(b[:0])
-	}
-}
+// idleChunkList is the longest chunk list an idle connection keeps for
+// its next burst.
+const idleChunkList = 4
 
 // readLoop reads and handles packets until the connection ends, then tears
 // the connection down.
@@ -270,6 +284,7 @@ func (c *client) readLoop() {
 		return
 	}
 	r.SetVersion(c.version)
+	r.ReuseAcks() // handle is done with each packet before the next Read
 	for {
 		if c.keepAlive > 0 {
 			// [MQTT-3.1.2-22] 1.5 times the keep alive.

@@ -88,13 +88,13 @@ func (c *client) WritePublish(d *session.Delivery, dup bool) error {
 	if c.maxOut > 0 && size > int(c.maxOut) {
 		return session.ErrTooLarge // [MQTT-3.1.2-24]
 	}
-	if len(c.out)+size > c.srv.opts.MaxOutboundBytes/2 && !c.outBusy && c.sess != nil {
+	if c.out.Len()+size > c.srv.opts.MaxOutboundBytes/2 && !c.outBusy && c.sess != nil {
 		// Back pressure (session/congestion.go): publishers feeding this
 		// connection slow down before QoS 0 has to be dropped.
 		c.outBusy = true
 		c.sess.WriterBusy()
 	}
-	if len(c.out)+size > c.srv.opts.MaxOutboundBytes && len(c.out) > 0 && !dup {
+	if c.out.Len()+size > c.srv.opts.MaxOutboundBytes && c.out.Len() > 0 && !dup {
 		if d.QoS == 0 {
 			c.srv.stats.DroppedSlowQoS0.Add(1)
 			return nil
@@ -102,9 +102,7 @@ func (c *client) WritePublish(d *session.Delivery, dup bool) error {
 		c.needPump = true
 		return session.ErrBusy
 	}
-	var err error
-	c.out, err = packets.Encode(c.out, p, c.version)
-	if err != nil {
+	if err := c.out.encode(p, size, c.version); err != nil {
 		c.log.Error("encoding PUBLISH failed", "topic", m.Topic, "err", err)
 		return session.ErrTooLarge
 	}
@@ -122,5 +120,5 @@ func (c *client) WritePublish(d *session.Delivery, dup bool) error {
 
 // WritePubrel queues a PUBREL (QoS 2 resend on session resume).
 func (c *client) WritePubrel(packetID uint16) {
-	_ = c.send(&packets.Pubrel{PacketID: packetID})
+	_ = c.sendAck(packets.TypePubrel, packetID, packets.Success)
 }

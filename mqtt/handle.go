@@ -40,11 +40,11 @@ func (c *client) handle(p packets.Packet) error {
 		if e != nil {
 			c.log.Warn("releasing inbound QoS 2 state failed", "err", e)
 		}
-		ack := &packets.Pubcomp{PacketID: p.PacketID} // [MQTT-4.3.3-11]
+		rc := packets.Success
 		if !known && c.version == packets.V5 {
-			ack.ReasonCode = packets.PacketIdentifierNotFound
+			rc = packets.PacketIdentifierNotFound
 		}
-		err = c.send(ack)
+		err = c.sendAck(packets.TypePubcomp, p.PacketID, rc) // [MQTT-4.3.3-11]
 	case *packets.Pubcomp:
 		if _, e := c.sess.Pubcomp(p.PacketID); e != nil {
 			c.log.Debug("PUBCOMP for unknown packet id", "id", p.PacketID)
@@ -86,16 +86,16 @@ func (c *client) handlePubrec(p *packets.Pubrec) error {
 	}
 	if err != nil {
 		// Unknown identifier: answer so the client can finish its side.
-		rel := &packets.Pubrel{PacketID: p.PacketID}
+		rc := packets.Success
 		if c.version == packets.V5 {
-			rel.ReasonCode = packets.PacketIdentifierNotFound
+			rc = packets.PacketIdentifierNotFound
 		}
-		return c.send(rel)
+		return c.sendAck(packets.TypePubrel, p.PacketID, rc)
 	}
 	if failed {
 		return nil // [MQTT-4.4.0-2] the exchange ends with the error
 	}
-	return c.send(&packets.Pubrel{PacketID: p.PacketID}) // [MQTT-4.3.3-4]
+	return c.sendAck(packets.TypePubrel, p.PacketID, packets.Success) // [MQTT-4.3.3-4]
 }
 
 // handlePublish takes an application message from the client: topic alias
@@ -140,7 +140,7 @@ func (c *client) handlePublish(p *packets.Publish) error {
 			// Still awaiting PUBREL: acknowledge again, deliver nothing
 			// [MQTT-4.3.3-10]; in order after what the pipeline holds.
 			if c.pipeIdle() {
-				return c.send(&packets.Pubrec{PacketID: p.PacketID})
+				return c.sendAck(packets.TypePubrec, p.PacketID, packets.Success)
 			}
 			c.pipeEnqueue(pipeItem{p: p, dup: true})
 			return nil
@@ -230,9 +230,9 @@ func (c *client) recordPublishAck(p *packets.Publish, rc packets.ReasonCode) pac
 func (c *client) writePublishAck(p *packets.Publish, rc packets.ReasonCode) error {
 	switch p.QoS {
 	case 1:
-		return c.send(&packets.Puback{PacketID: p.PacketID, ReasonCode: rc}) // [MQTT-4.3.2-4]
+		return c.sendAck(packets.TypePuback, p.PacketID, rc) // [MQTT-4.3.2-4]
 	case 2:
-		return c.send(&packets.Pubrec{PacketID: p.PacketID, ReasonCode: rc}) // [MQTT-4.3.3-8]
+		return c.sendAck(packets.TypePubrec, p.PacketID, rc) // [MQTT-4.3.3-8]
 	}
 	return nil
 }

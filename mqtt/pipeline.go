@@ -188,7 +188,7 @@ func (c *client) publishBatch(batch []pipeItem) (cg congested) {
 		if it.dup {
 			// [MQTT-4.3.3-10]: acknowledged again, not delivered again.
 			c.pipeDone(it)
-			_ = c.send(&packets.Pubrec{PacketID: it.p.PacketID})
+			_ = c.sendAck(packets.TypePubrec, it.p.PacketID, packets.Success)
 			continue
 		}
 		err := appendErr

@@ -63,7 +63,7 @@ func newBenchBrokerStore(b *testing.B, subs int, qos byte, v packets.Version, st
 func (bb *benchBroker) drain(b *testing.B, qos byte) {
 	for i, c := range bb.clients {
 		c.outMu.Lock()
-		c.out = c.out[:0]
+		c.out.release()
 		c.outMu.Unlock()
 		if qos > 0 {
 			in, _ := bb.sess[i].Unacknowledged()

@@ -74,14 +74,15 @@ func checkFlags(h FixedHeader, v Version) error {
 // A CONNECT is decoded with the version inside it; every other packet
 // needs v to be a supported version.
 func DecodeBody(h FixedHeader, body []byte, v Version) (Packet, error) {
-	p, _, err := decodeBody(h, body, v)
+	p, _, err := decodeBody(h, body, v, nil)
 	return p, err
 }
 
 // decodeBody is DecodeBody that also reports the version a CONNECT asked
 // for, once its protocol name and level were read and are supported, even
 // when a later field fails, so the Reader can answer in the right format.
-func decodeBody(h FixedHeader, body []byte, v Version) (Packet, Version, error) {
+// Acknowledgements are decoded into a's values when a is not nil.
+func decodeBody(h FixedHeader, body []byte, v Version, a *ackValues) (Packet, Version, error) {
 	if h.RemainingLength != len(body) {
 		return nil, 0, malformed(h.Type, "RemainingLength", "remaining length does not match the body")
 	}
@@ -108,19 +109,19 @@ func decodeBody(h FixedHeader, body []byte, v Version) (Packet, Version, error) 
 	case TypePublish:
 		p, err = d.publish(h.Flags, v)
 	case TypePuback:
-		x := &Puback{}
+		x := a.puback()
 		x.PacketID, x.ReasonCode, err = d.ack(v, &x.Properties)
 		p = x
 	case TypePubrec:
-		x := &Pubrec{}
+		x := a.pubrec()
 		x.PacketID, x.ReasonCode, err = d.ack(v, &x.Properties)
 		p = x
 	case TypePubrel:
-		x := &Pubrel{}
+		x := a.pubrel()
 		x.PacketID, x.ReasonCode, err = d.ack(v, &x.Properties)
 		p = x
 	case TypePubcomp:
-		x := &Pubcomp{}
+		x := a.pubcomp()
 		x.PacketID, x.ReasonCode, err = d.ack(v, &x.Properties)
 		p = x
 	case TypeSubscribe:
@@ -545,4 +546,45 @@ func (d *decoder) unsuback(v Version) (*Unsuback, error) {
 	}
 	d.i = len(d.b)
 	return u, nil
+}
+
+// ackValues holds the acknowledgement packets a Reader with ReuseAcks
+// decodes into; a nil *ackValues allocates a new packet each time.
+type ackValues struct {
+	pa   Puback
+	prec Pubrec
+	prel Pubrel
+	pc   Pubcomp
+}
+
+func (a *ackValues) puback() *Puback {
+	if a == nil {
+		return &Puback{}
+	}
+	a.pa = Puback{}
+	return &a.pa
+}
+
+func (a *ackValues) pubrec() *Pubrec {
+	if a == nil {
+		return &Pubrec{}
+	}
+	a.prec = Pubrec{}
+	return &a.prec
+}
+
+func (a *ackValues) pubrel() *Pubrel {
+	if a == nil {
+		return &Pubrel{}
+	}
+	a.prel = Pubrel{}
+	return &a.prel
+}
+
+func (a *ackValues) pubcomp() *Pubcomp {
+	if a == nil {
+		return &Pubcomp{}
+	}
+	a.pc = Pubcomp{}
+	return &a.pc
 }

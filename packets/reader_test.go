@@ -130,6 +130,48 @@ func TestReaderFreshBuffers(t *testing.T) {
 	}
 }
 
+// With ReuseAcks, each acknowledgement type is decoded into one value,
+// reset for every packet (no field of the previous one survives); other
+// packets and a Reader without it still get a new value each time.
+func TestReaderReuseAcks(t *testing.T) {
+	stream := encodeOK(t, &Puback{PacketID: 1, ReasonCode: NoMatchingSubscribers, Properties: Properties{ReasonString: "none"}}, V5)
+	stream = append(stream, encodeOK(t, &Puback{PacketID: 2}, V5)...)
+	stream = append(stream, encodeOK(t, &Pubrec{PacketID: 3}, V5)...)
+	stream = append(stream, encodeOK(t, &Pubrec{PacketID: 4}, V5)...)
+	stream = append(stream, encodeOK(t, &Pubrel{PacketID: 5}, V5)...)
+	stream = append(stream, encodeOK(t, &Pubrel{PacketID: 6}, V5)...)
+	stream = append(stream, encodeOK(t, &Pubcomp{PacketID: 7}, V5)...)
+	stream = append(stream, encodeOK(t, &Pubcomp{PacketID: 8}, V5)...)
+	for _, reuse := range []bool{false, true} {
+		r := NewReader(bufio.NewReader(bytes.NewReader(stream)), 0)
+		r.SetVersion(V5)
+		if reuse {
+			r.ReuseAcks()
+		}
+		var got []Packet
+		for i := range 8 {
+			p, err := r.Read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id := reflect.ValueOf(p).Elem().FieldByName("PacketID").Uint(); id != uint64(i+1) {
+				t.Fatalf("reuse %v: packet %d has id %d", reuse, i, id)
+			}
+			if i == 1 {
+				if pa := p.(*Puback); pa.ReasonCode != Success || pa.Properties.ReasonString != "" {
+					t.Fatalf("reuse %v: second PUBACK kept the first one's fields: %+v", reuse, pa)
+				}
+			}
+			got = append(got, p)
+		}
+		for i := 0; i < 8; i += 2 {
+			if same := got[i] == got[i+1]; same != reuse {
+				t.Fatalf("reuse %v: packets %d and %d are the same value: %v", reuse, i, i+1, same)
+			}
+		}
+	}
+}
+
 func TestReaderVersion(t *testing.T) {
 	// Before CONNECT (and without SetVersion) other packets are refused.
 	r := NewReader(bufio.NewReader(bytes.NewReader(by(0xc0, 0))), 0)
