@@ -40,7 +40,9 @@ type BadgerOptions struct {
 	Durability string
 	// BatchInterval is the fsync period of DurabilityBatch.
 	BatchInterval time.Duration
-	// GCInterval is how often badger's value-log GC runs.
+	// GCInterval is how often badger's value-log GC runs at the latest; it
+	// also runs each time another ValueLogFileSize of log values went to
+	// the value log (maintain.go).
 	GCInterval time.Duration
 	// GCDiscardRatio is the share of garbage a value-log file must hold
 	// before GC rewrites it (badger's discardRatio).
@@ -48,6 +50,10 @@ type BadgerOptions struct {
 	// ValueThreshold: values at least this large go to badger's value log
 	// instead of its LSM tree.
 	ValueThreshold int64
+	// ValueLogFileSize is the size at which badger starts a new value-log
+	// file. Only whole files are given back by value-log GC, and never the
+	// one being written, so it bounds the garbage kept on disk.
+	ValueLogFileSize int64
 	// MemTableSize and BlockCacheSize bound badger's memory use.
 	MemTableSize   int64
 	BlockCacheSize int64
@@ -86,16 +92,17 @@ type BadgerOptions struct {
 // DefaultBadgerOptions returns the options `beacon serve` uses for dir.
 func DefaultBadgerOptions(dir string) BadgerOptions {
 	return BadgerOptions{
-		Dir:            dir,
-		Durability:     DurabilitySync,
-		BatchInterval:  10 * time.Millisecond,
-		GCInterval:     5 * time.Minute,
-		GCDiscardRatio: 0.5,
-		ValueThreshold: 4 << 10,
-		MemTableSize:   4 << 20,
-		BlockCacheSize: 8 << 20,
-		BaseTableSize:  512 << 10,
-		MaxGroup:       4096,
+		Dir:              dir,
+		Durability:       DurabilitySync,
+		BatchInterval:    10 * time.Millisecond,
+		GCInterval:       5 * time.Minute,
+		GCDiscardRatio:   0.5,
+		ValueThreshold:   512,
+		MemTableSize:     4 << 20,
+		ValueLogFileSize: 64 << 20,
+		BlockCacheSize:   8 << 20,
+		BaseTableSize:    512 << 10,
+		MaxGroup:         4096,
 
 		CompactInterval:     10 * time.Second,
 		CompactAfterDeletes: 100_000,
@@ -135,6 +142,12 @@ func (o *BadgerOptions) Validate() error {
 	}
 	if o.ValueThreshold == 0 {
 		o.ValueThreshold = d.ValueThreshold
+	}
+	if o.ValueLogFileSize == 0 {
+		o.ValueLogFileSize = d.ValueLogFileSize
+	}
+	if o.ValueLogFileSize < 1<<20 || o.ValueLogFileSize >= 2<<30 {
+		return fmt.Errorf("storage: value log file size %d is outside [1 MiB, 2 GiB)", o.ValueLogFileSize)
 	}
 	if o.MemTableSize == 0 {
 		o.MemTableSize = d.MemTableSize
@@ -203,6 +216,9 @@ type Badger struct {
 
 	// Maintenance (maintain.go).
 	written     atomic.Uint64 // entries written (set or deleted) by commits
+	vlogWritten atomic.Uint64 // bytes of log values that went to the value log
+	gcRunning   atomic.Bool   // a value-log GC goroutine runs (maintain.go)
+	vlogGCs     atomic.Uint64 // value-log GC passes
 	deleted     atomic.Uint64 // entries deleted by commits
 	compactedAt atomic.Uint64 // deleted at the start of the last compaction
 	compactions atomic.Uint64
@@ -242,6 +258,7 @@ func OpenBadger(opts BadgerOptions) (*Badger, error) {
 		WithSyncWrites(opts.Durability == DurabilitySync && !opts.explicitSync).
 		WithDetectConflicts(false). // one committer goroutine is the only writer
 		WithValueThreshold(opts.ValueThreshold).
+		WithValueLogFileSize(opts.ValueLogFileSize).
 		WithMemTableSize(opts.MemTableSize).
 		WithNumMemtables(2).
 		WithBlockCacheSize(opts.BlockCacheSize).

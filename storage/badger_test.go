@@ -208,12 +208,13 @@ func TestBadgerLargeGroupSplits(t *testing.T) {
 	var once sync.Once
 	o := DefaultBadgerOptions(t.TempDir())
 	o.Logger = testLogger(t)
-	o.MemTableSize = 8 << 20 // about 600 KB per transaction
+	o.MemTableSize = 8 << 20   // about 600 KB per transaction
+	o.ValueThreshold = 4 << 10 // the 3000-byte payloads stay in the LSM tree
 	o.groupHook = func() { once.Do(func() { close(entered); <-release }) }
 	s, err := OpenBadger(o)
 	must(t, err)
 	closeStore(t, s)
-	payload := make([]byte, 3000) // below ValueThreshold: counts fully in the txn
+	payload := make([]byte, 3000) // below this test's ValueThreshold: counts fully in the txn
 	const n = 400
 	var wg sync.WaitGroup
 	seqs := make([]uint64, n)

@@ -527,7 +527,11 @@ func (b *Badger) apply(st *txnState, r *writeReq) error {
 		for _, m := range r.msgs {
 			st.head++
 			m.Seq = st.head
-			if err := txn.Set(msgKey(m.Seq), appendMessage(nil, m)); err != nil {
+			v := appendMessage(nil, m)
+			if int64(len(v)) >= b.opts.ValueThreshold {
+				b.vlogWritten.Add(uint64(len(v)))
+			}
+			if err := txn.Set(msgKey(m.Seq), v); err != nil {
 				return err
 			}
 		}

@@ -134,6 +134,31 @@ func TestBadgerCompactsByItself(t *testing.T) {
 	})
 }
 
+// TestBadgerValueLogGCByVolume: messages of ValueThreshold and more go to
+// the value log, whose space only GC gives back, so GC runs once another
+// ValueLogFileSize of them was written, long before GCInterval.
+func TestBadgerValueLogGCByVolume(t *testing.T) {
+	o := DefaultBadgerOptions(t.TempDir())
+	o.Durability = DurabilityNone
+	o.Logger = testLogger(t)
+	o.GCInterval = time.Hour
+	o.ValueLogFileSize = 1 << 20
+	s, err := OpenBadger(o)
+	must(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	big := make([]*Message, 1500) // 1.5 MiB to the value log
+	for i := range big {
+		big[i] = &Message{Topic: "gc/big", QoS: 1, Payload: make([]byte, 1024)}
+	}
+	must(t, s.Append(context.Background(), big...))
+	eventually(t, 10*time.Second, func() error {
+		if s.Maintenance().ValueLogGCs == 0 {
+			return errors.New("no value-log GC yet")
+		}
+		return nil
+	})
+}
+
 // TestBadgerDiskReserve: below MinFreeBytes free, writes that add messages
 // fail with ErrFull; deletions and small records still succeed, so sessions
 // can connect and drain and the log can be collected.

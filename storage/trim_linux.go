@@ -18,7 +18,9 @@ import (
 const madvPageout = 21
 
 // trimResident drops from the process's resident set the pages of badger's
-// memory-mapped table files (*.sst) in the data dir. Badger reads its LSM
+// memory-mapped table files (*.sst) and value-log files (*.vlog, written
+// through a shared mapping: MADV_PAGEOUT writes dirty pages back before it
+// reclaims them) in the data dir. Badger reads its LSM
 // tables through shared, read-only mappings, and every page a compaction or
 // an iterator touched stays resident, and counted in the broker's RSS,
 // until the kernel needs the memory: with a large backlog that is tens of
@@ -43,7 +45,7 @@ func trimResident(dir string) int64 {
 	for sc.Scan() {
 		// start-end perms offset dev inode path
 		line := sc.Bytes()
-		if !bytes.HasSuffix(line, []byte(".sst")) {
+		if !bytes.HasSuffix(line, []byte(".sst")) && !bytes.HasSuffix(line, []byte(".vlog")) {
 			continue
 		}
 		fields := strings.Fields(string(line))
