@@ -142,7 +142,7 @@ func (c *client) handlePublish(p *packets.Publish) error {
 			if c.pipeIdle() {
 				return c.sendAck(packets.TypePubrec, p.PacketID, packets.Success)
 			}
-			c.pipeEnqueue(pipeItem{p: p, dup: true})
+			c.pipeEnqueue(pipeItem{id: p.PacketID, qos: p.QoS, dup: true})
 			return nil
 		}
 	}
@@ -176,7 +176,7 @@ func (c *client) handlePublish(p *packets.Publish) error {
 	}
 	if p.QoS > 0 || !c.pipeIdle() {
 		// Appended, routed and acknowledged by the pipeline, in order.
-		c.pipeEnqueue(pipeItem{p: p, m: m})
+		c.pipeEnqueue(pipeItem{m: m, id: p.PacketID, qos: p.QoS})
 		return nil
 	}
 	// QoS 0 with nothing queued ahead of it: routed here, never
@@ -208,31 +208,33 @@ func (c *client) ackPublish(p *packets.Publish, rc packets.ReasonCode) error {
 // acks carry no reason code, so a refused message is acknowledged as
 // received.
 func (c *client) sendPublishAck(p *packets.Publish, rc packets.ReasonCode) error {
-	return c.writePublishAck(p, c.recordPublishAck(p, rc))
+	return c.writePublishAck(p.QoS, p.PacketID, c.recordPublishAck(p.QoS, p.PacketID, rc))
 }
 
-// recordPublishAck is the state change of acknowledging p with rc: a
+// recordPublishAck is the state change of acknowledging a PUBLISH of QoS
+// qos and packet identifier id with rc: a
 // successful QoS 2 PUBLISH enters the session's inbound set. It returns
 // the reason code to send (always Success for 3.1.1).
-func (c *client) recordPublishAck(p *packets.Publish, rc packets.ReasonCode) packets.ReasonCode {
+func (c *client) recordPublishAck(qos byte, id uint16, rc packets.ReasonCode) packets.ReasonCode {
 	if c.version != packets.V5 {
 		rc = packets.Success
 	}
-	if p.QoS == 2 && !rc.IsError() {
-		if err := c.sess.InboundAdd(p.PacketID); err != nil {
+	if qos == 2 && !rc.IsError() {
+		if err := c.sess.InboundAdd(id); err != nil {
 			c.log.Warn("saving inbound QoS 2 state failed", "err", err)
 		}
 	}
 	return rc
 }
 
-// writePublishAck sends the PUBACK or PUBREC of p.
-func (c *client) writePublishAck(p *packets.Publish, rc packets.ReasonCode) error {
-	switch p.QoS {
+// writePublishAck sends the PUBACK or PUBREC of the PUBLISH with QoS qos
+// and packet identifier id.
+func (c *client) writePublishAck(qos byte, id uint16, rc packets.ReasonCode) error {
+	switch qos {
 	case 1:
-		return c.sendAck(packets.TypePuback, p.PacketID, rc) // [MQTT-4.3.2-4]
+		return c.sendAck(packets.TypePuback, id, rc) // [MQTT-4.3.2-4]
 	case 2:
-		return c.sendAck(packets.TypePubrec, p.PacketID, rc) // [MQTT-4.3.3-8]
+		return c.sendAck(packets.TypePubrec, id, rc) // [MQTT-4.3.3-8]
 	}
 	return nil
 }

@@ -61,6 +61,20 @@ func (q *outQueue) room(size int) []byte {
 func (q *outQueue) encode(p packets.Packet, size int, v packets.Version) error {
 	c := q.room(size)
 	out, err := packets.Encode(c, p, v)
+	return q.appended(c, out, err)
+}
+
+// ack appends an acknowledgement without properties (packets.AppendAck).
+func (q *outQueue) ack(t packets.Type, id uint16, rc packets.ReasonCode, v packets.Version) error {
+	const maxAck = 5 // header, length, identifier, reason code
+	c := q.room(maxAck)
+	out, err := packets.AppendAck(c, t, id, rc, v)
+	return q.appended(c, out, err)
+}
+
+// appended records the append of a packet to the last chunk, c before and
+// out after it; a failed append leaves the queue as it was.
+func (q *outQueue) appended(c, out []byte, err error) error {
 	if err != nil {
 		if len(c) == 0 {
 			putChunk(c)

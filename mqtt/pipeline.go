@@ -49,8 +49,9 @@ const maxBackPressureWait = time.Second
 const maxPipeline = 4096
 
 type pipeItem struct {
-	p   *packets.Publish
 	m   *storage.Message // nil: a resent QoS 2 PUBLISH, answer PUBREC only
+	id  uint16           // the PUBLISH's packet identifier and QoS: the
+	qos byte             // packet itself is the reader's, reused (ReusePackets)
 	dup bool
 }
 
@@ -91,13 +92,13 @@ func (c *client) pipeEnqueue(it pipeItem) {
 		pl.cond.Wait()
 	}
 	pl.items = append(pl.items, it)
-	if it.p.QoS > 0 {
+	if it.qos > 0 {
 		pl.pending++
-		if it.p.QoS == 2 && !it.dup {
+		if it.qos == 2 && !it.dup {
 			if pl.qos2 == nil {
 				pl.qos2 = make(map[uint16]int)
 			}
-			pl.qos2[it.p.PacketID]++
+			pl.qos2[it.id]++
 		}
 	}
 	if !pl.running {
@@ -188,7 +189,7 @@ func (c *client) publishBatch(batch []pipeItem) (cg congested) {
 		if it.dup {
 			// [MQTT-4.3.3-10]: acknowledged again, not delivered again.
 			c.pipeDone(it)
-			_ = c.sendAck(packets.TypePubrec, it.p.PacketID, packets.Success)
+			_ = c.sendAck(packets.TypePubrec, it.id, packets.Success)
 			continue
 		}
 		err := appendErr
@@ -230,23 +231,23 @@ func (c *client) publishBatch(batch []pipeItem) (cg congested) {
 // the batch's items released only after the whole batch, a client with a
 // full window would be counted twice and disconnected with 0x93.
 func (c *client) pipeAck(it *pipeItem, rc packets.ReasonCode) {
-	rc = c.recordPublishAck(it.p, rc)
+	rc = c.recordPublishAck(it.qos, it.id, rc)
 	c.pipeDone(it)
-	_ = c.writePublishAck(it.p, rc)
+	_ = c.writePublishAck(it.qos, it.id, rc)
 }
 
 // pipeDone releases it from the pipeline's pending count and QoS 2
 // identifiers.
 func (c *client) pipeDone(it *pipeItem) {
-	if it.p.QoS == 0 {
+	if it.qos == 0 {
 		return
 	}
 	pl := &c.pipe
 	pl.mu.Lock()
 	pl.pending--
-	if it.p.QoS == 2 && !it.dup {
-		if pl.qos2[it.p.PacketID]--; pl.qos2[it.p.PacketID] <= 0 {
-			delete(pl.qos2, it.p.PacketID)
+	if it.qos == 2 && !it.dup {
+		if pl.qos2[it.id]--; pl.qos2[it.id] <= 0 {
+			delete(pl.qos2, it.id)
 		}
 	}
 	pl.mu.Unlock()

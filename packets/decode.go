@@ -81,8 +81,9 @@ func DecodeBody(h FixedHeader, body []byte, v Version) (Packet, error) {
 // decodeBody is DecodeBody that also reports the version a CONNECT asked
 // for, once its protocol name and level were read and are supported, even
 // when a later field fails, so the Reader can answer in the right format.
-// Acknowledgements are decoded into a's values when a is not nil.
-func decodeBody(h FixedHeader, body []byte, v Version, a *ackValues) (Packet, Version, error) {
+// PUBLISH and acknowledgements are decoded into a's values when a is not
+// nil.
+func decodeBody(h FixedHeader, body []byte, v Version, a *reused) (Packet, Version, error) {
 	if h.RemainingLength != len(body) {
 		return nil, 0, malformed(h.Type, "RemainingLength", "remaining length does not match the body")
 	}
@@ -107,7 +108,7 @@ func decodeBody(h FixedHeader, body []byte, v Version, a *ackValues) (Packet, Ve
 	case TypeConnack:
 		p, err = d.connack(v)
 	case TypePublish:
-		p, err = d.publish(h.Flags, v)
+		p, err = d.publish(h.Flags, v, a.publish())
 	case TypePuback:
 		x := a.puback()
 		x.PacketID, x.ReasonCode, err = d.ack(v, &x.Properties)
@@ -301,12 +302,10 @@ func (d *decoder) connack(v Version) (*Connack, error) {
 	return c, d.end()
 }
 
-func (d *decoder) publish(flags byte, v Version) (*Publish, error) {
-	p := &Publish{
-		Dup:    flags&0x08 != 0,
-		QoS:    (flags >> 1) & 0x03,
-		Retain: flags&0x01 != 0,
-	}
+func (d *decoder) publish(flags byte, v Version, p *Publish) (*Publish, error) {
+	p.Dup = flags&0x08 != 0
+	p.QoS = (flags >> 1) & 0x03
+	p.Retain = flags&0x01 != 0
 	if p.QoS == 3 { // [MQTT-3.3.1-4]
 		return nil, malformed(d.t, "Flags", "QoS 3")
 	}
@@ -548,43 +547,60 @@ func (d *decoder) unsuback(v Version) (*Unsuback, error) {
 	return u, nil
 }
 
-// ackValues holds the acknowledgement packets a Reader with ReuseAcks
-// decodes into; a nil *ackValues allocates a new packet each time.
-type ackValues struct {
-	pa   Puback
-	prec Pubrec
-	prel Pubrel
-	pc   Pubcomp
+// reused holds the PUBLISH and acknowledgement packets a Reader with
+// ReusePackets decodes into, each allocated on first use (a connection
+// that only ever sends PINGREQ costs one small struct); a nil *reused
+// allocates a new packet each time.
+type reused struct {
+	pub  *Publish
+	pa   *Puback
+	prec *Pubrec
+	prel *Pubrel
+	pc   *Pubcomp
 }
 
-func (a *ackValues) puback() *Puback {
+// reuse returns *slot, allocated on first use and reset to the zero value.
+func reuse[T any](slot **T) *T {
+	if *slot == nil {
+		*slot = new(T)
+	} else {
+		var zero T
+		**slot = zero
+	}
+	return *slot
+}
+
+func (a *reused) publish() *Publish {
+	if a == nil {
+		return &Publish{}
+	}
+	return reuse(&a.pub)
+}
+
+func (a *reused) puback() *Puback {
 	if a == nil {
 		return &Puback{}
 	}
-	a.pa = Puback{}
-	return &a.pa
+	return reuse(&a.pa)
 }
 
-func (a *ackValues) pubrec() *Pubrec {
+func (a *reused) pubrec() *Pubrec {
 	if a == nil {
 		return &Pubrec{}
 	}
-	a.prec = Pubrec{}
-	return &a.prec
+	return reuse(&a.prec)
 }
 
-func (a *ackValues) pubrel() *Pubrel {
+func (a *reused) pubrel() *Pubrel {
 	if a == nil {
 		return &Pubrel{}
 	}
-	a.prel = Pubrel{}
-	return &a.prel
+	return reuse(&a.prel)
 }
 
-func (a *ackValues) pubcomp() *Pubcomp {
+func (a *reused) pubcomp() *Pubcomp {
 	if a == nil {
 		return &Pubcomp{}
 	}
-	a.pc = Pubcomp{}
-	return &a.pc
+	return reuse(&a.pc)
 }

@@ -374,6 +374,35 @@ func appendAck(dst []byte, id uint16, code ReasonCode, props *Properties, v Vers
 	return dst
 }
 
+// noProps is the empty property set of AppendAck (read only).
+var noProps Properties
+
+// AppendAck appends a PUBACK, PUBREC, PUBREL or PUBCOMP (t) without
+// properties: the bytes Encode writes for that packet, without a packet
+// value. A broker sends one for every message, and a packet value with its
+// Properties is ~280 bytes to allocate, or to keep per connection. It
+// checks what Encode checks (identifier, reason code, version).
+func AppendAck(dst []byte, t Type, id uint16, code ReasonCode, v Version) ([]byte, error) {
+	var hb byte
+	switch t {
+	case TypePuback, TypePubrec, TypePubcomp:
+		hb = byte(t) << 4
+	case TypePubrel:
+		hb = byte(t)<<4 | 0x02 // [MQTT-3.6.1-1]
+	default:
+		return dst, &Error{Code: ImplementationSpecificError, Packet: t, Detail: "not an acknowledgement"}
+	}
+	if !v.valid() {
+		return dst, &Error{Code: UnsupportedProtocolVersion, Packet: t, Detail: "cannot encode for " + v.String()}
+	}
+	n, err := ackLen(t, id, code, &noProps, v)
+	if err != nil {
+		return dst, err
+	}
+	dst = append(dst, hb, byte(n)) // n <= 3: one length byte
+	return appendAck(dst, id, code, &noProps, v), nil
+}
+
 func (*Puback) headerByte(Version) byte  { return byte(TypePuback) << 4 }
 func (*Pubrec) headerByte(Version) byte  { return byte(TypePubrec) << 4 }
 func (*Pubrel) headerByte(Version) byte  { return byte(TypePubrel)<<4 | 0x02 } // [MQTT-3.6.1-1]

@@ -130,10 +130,11 @@ func TestReaderFreshBuffers(t *testing.T) {
 	}
 }
 
-// With ReuseAcks, each acknowledgement type is decoded into one value,
-// reset for every packet (no field of the previous one survives); other
-// packets and a Reader without it still get a new value each time.
-func TestReaderReuseAcks(t *testing.T) {
+// With ReusePackets, PUBLISH and each acknowledgement type are decoded
+// into one value per type, reset for every packet (no field of the
+// previous one survives), while what the value points to (topic, payload)
+// stays valid; a Reader without it gets a new value each time.
+func TestReaderReusePackets(t *testing.T) {
 	stream := encodeOK(t, &Puback{PacketID: 1, ReasonCode: NoMatchingSubscribers, Properties: Properties{ReasonString: "none"}}, V5)
 	stream = append(stream, encodeOK(t, &Puback{PacketID: 2}, V5)...)
 	stream = append(stream, encodeOK(t, &Pubrec{PacketID: 3}, V5)...)
@@ -142,14 +143,18 @@ func TestReaderReuseAcks(t *testing.T) {
 	stream = append(stream, encodeOK(t, &Pubrel{PacketID: 6}, V5)...)
 	stream = append(stream, encodeOK(t, &Pubcomp{PacketID: 7}, V5)...)
 	stream = append(stream, encodeOK(t, &Pubcomp{PacketID: 8}, V5)...)
+	stream = append(stream, encodeOK(t, &Publish{QoS: 1, PacketID: 9, Topic: "a/first", Payload: []byte("one"), Properties: Properties{ContentType: "text/plain"}}, V5)...)
+	stream = append(stream, encodeOK(t, &Publish{QoS: 2, PacketID: 10, Topic: "a/second", Payload: []byte("two")}, V5)...)
 	for _, reuse := range []bool{false, true} {
 		r := NewReader(bufio.NewReader(bytes.NewReader(stream)), 0)
 		r.SetVersion(V5)
 		if reuse {
-			r.ReuseAcks()
+			r.ReusePackets()
 		}
 		var got []Packet
-		for i := range 8 {
+		var topic string
+		var payload []byte
+		for i := range 10 {
 			p, err := r.Read()
 			if err != nil {
 				t.Fatal(err)
@@ -162,9 +167,20 @@ func TestReaderReuseAcks(t *testing.T) {
 					t.Fatalf("reuse %v: second PUBACK kept the first one's fields: %+v", reuse, pa)
 				}
 			}
+			if i == 8 {
+				topic, payload = p.(*Publish).Topic, p.(*Publish).Payload
+			}
+			if i == 9 {
+				if pub := p.(*Publish); pub.QoS != 2 || pub.Properties.ContentType != "" {
+					t.Fatalf("reuse %v: second PUBLISH kept the first one's fields: %+v", reuse, pub)
+				}
+				if topic != "a/first" || string(payload) != "one" {
+					t.Fatalf("reuse %v: the first PUBLISH's topic and payload changed: %q %q", reuse, topic, payload)
+				}
+			}
 			got = append(got, p)
 		}
-		for i := 0; i < 8; i += 2 {
+		for i := 0; i < 10; i += 2 {
 			if same := got[i] == got[i+1]; same != reuse {
 				t.Fatalf("reuse %v: packets %d and %d are the same value: %v", reuse, i, i+1, same)
 			}
@@ -237,5 +253,30 @@ func TestDecodeConsumed(t *testing.T) {
 	}
 	if _, err := DecodeBody(FixedHeader{Type: TypePingreq, RemainingLength: 1}, nil, V5); !errors.Is(err, MalformedPacket) {
 		t.Errorf("DecodeBody with a wrong remaining length: %v", err)
+	}
+}
+
+// AppendAck writes the bytes Encode writes for the same acknowledgement
+// without properties, and refuses what Encode refuses.
+func TestAppendAck(t *testing.T) {
+	for _, v := range []Version{V311, V5} {
+		for _, rc := range []ReasonCode{Success, PacketIdentifierNotFound, UnspecifiedError} {
+			for _, p := range []Packet{
+				&Puback{PacketID: 7, ReasonCode: rc}, &Pubrec{PacketID: 7, ReasonCode: rc},
+				&Pubrel{PacketID: 7, ReasonCode: rc}, &Pubcomp{PacketID: 7, ReasonCode: rc},
+			} {
+				want, werr := Encode([]byte{0xee}, p, v)
+				got, gerr := AppendAck([]byte{0xee}, p.Type(), 7, rc, v)
+				if (werr == nil) != (gerr == nil) || !bytes.Equal(got, want) {
+					t.Errorf("%v %v %v: AppendAck % x (%v), Encode % x (%v)", v, p.Type(), rc, got, gerr, want, werr)
+				}
+			}
+		}
+	}
+	if _, err := AppendAck(nil, TypePuback, 0, Success, V5); err == nil {
+		t.Error("AppendAck with packet identifier 0 succeeded")
+	}
+	if _, err := AppendAck(nil, TypePublish, 1, Success, V5); err == nil {
+		t.Error("AppendAck of a PUBLISH succeeded")
 	}
 }
