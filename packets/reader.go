@@ -16,9 +16,9 @@ import (
 // for as long as it likes. The packet value itself is new too, unless
 // ReusePackets was called.
 type Reader struct {
-	r    ByteReader
-	max  int
-	v    Version
+	r     ByteReader
+	max   int
+	v     Version
 	reuse *reused // ReusePackets
 }
 
