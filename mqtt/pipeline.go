@@ -136,6 +136,7 @@ func (c *client) pipeRun() {
 			c.kick(packets.ImplementationSpecificError)
 		}
 	}()
+	var msgs []*storage.Message // reused for each batch's append
 	for {
 		pl.mu.Lock()
 		if len(pl.items) == 0 {
@@ -149,7 +150,9 @@ func (c *client) pipeRun() {
 		pl.cond.Broadcast() // room for the reader
 		pl.mu.Unlock()
 
-		cg := c.publishBatch(batch)
+		var cg congested
+		cg, msgs = c.publishBatch(batch, msgs[:0])
+		clear(msgs)
 
 		pl.mu.Lock()
 		clear(batch) // each item left pending in publishBatch (pipeDone)
@@ -169,10 +172,10 @@ func (c *client) pipeRun() {
 
 // publishBatch appends the batch's QoS 1/2 messages in one call, then
 // routes and acknowledges every item in order. A failed append refuses all
-// of them as handlePublish would refuse one.
-func (c *client) publishBatch(batch []pipeItem) (cg congested) {
+// of them as handlePublish would refuse one. msgs is space for the
+// append's list, returned for the next batch.
+func (c *client) publishBatch(batch []pipeItem, msgs []*storage.Message) (cg congested, _ []*storage.Message) {
 	s := c.srv
-	var msgs []*storage.Message
 	for i := range batch {
 		if it := &batch[i]; !it.dup && it.m.QoS > 0 {
 			msgs = append(msgs, it.m)
@@ -220,7 +223,7 @@ func (c *client) publishBatch(batch []pipeItem) (cg congested) {
 		}
 		c.pipeAck(it, packets.Success)
 	}
-	return cg
+	return cg, msgs
 }
 
 // pipeAck acknowledges a published pipeline item with rc. The item stops

@@ -527,7 +527,7 @@ func (b *Badger) apply(st *txnState, r *writeReq) error {
 		for _, m := range r.msgs {
 			st.head++
 			m.Seq = st.head
-			v := appendMessage(nil, m)
+			v := appendMessage(make([]byte, 0, 48+len(m.Topic)+len(m.Publisher)+len(m.Payload)+propsSizeGuess(m)), m)
 			if int64(len(v)) >= b.opts.ValueThreshold {
 				b.vlogWritten.Add(uint64(len(v)))
 			}
