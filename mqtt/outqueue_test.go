@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -91,5 +92,55 @@ func TestOutQueueEncodeError(t *testing.T) {
 	}
 	if q.Len() != 0 || len(q.chunks) != 0 {
 		t.Fatalf("failed encode left Len %d, %d chunks", q.Len(), len(q.chunks))
+	}
+}
+
+// BenchmarkOutQueueFlush queues a burst of 64 PUBLISH packets the way a
+// subscriber's connection does (encode into chunks, the writer takes them
+// and writes them with one writev) over a loopback TCP connection whose
+// other end discards what it reads.
+func BenchmarkOutQueueFlush(b *testing.B) {
+	for _, size := range []int{64, 1024} {
+		b.Run(fmt.Sprintf("payload=%d", size), func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := ln.Accept()
+				if err == nil {
+					_, _ = io.Copy(io.Discard, c)
+					c.Close()
+				}
+			}()
+			conn, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			p := &packets.Publish{QoS: 1, PacketID: 1, Topic: "bench/device-0042/data", Payload: make([]byte, size)}
+			psize := packets.Size(p, packets.V5)
+			var q outQueue
+			var spare [][]byte
+			var w net.Buffers
+			const burst = 64
+			b.ReportAllocs()
+			b.SetBytes(int64(burst * psize))
+			for b.Loop() {
+				for i := range burst {
+					p.PacketID = uint16(i + 1)
+					if err := q.encode(p, psize, packets.V5); err != nil {
+						b.Fatal(err)
+					}
+				}
+				cs := q.take(spare)
+				if _, err := writeChunks(conn, cs, &w); err != nil {
+					b.Fatal(err)
+				}
+				recycle(cs)
+				spare = cs[:0]
+			}
+		})
 	}
 }

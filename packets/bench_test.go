@@ -87,25 +87,56 @@ func BenchmarkPublishAppendHeader(b *testing.B) {
 // BenchmarkReaderPublish reads PUBLISH packets from a stream: a fresh body
 // buffer plus the *Publish per packet.
 func BenchmarkReaderPublish(b *testing.B) {
-	raw, _ := Encode(nil, benchPublish(1, 64), V5)
-	stream := bytes.Repeat(raw, 1024)
-	src := bytes.NewReader(stream)
-	br := bufio.NewReaderSize(src, 64*1024)
-	r := NewReader(br, 0)
-	r.SetVersion(V5)
-	b.ReportAllocs()
-	b.SetBytes(int64(len(raw)))
-	i := 0
-	for b.Loop() {
-		if i%1024 == 0 {
-			src.Reset(stream)
-			br.Reset(src)
-		}
-		i++
-		if _, err := r.Read(); err != nil {
-			b.Fatal(err)
-		}
+	for _, reuse := range []bool{false, true} {
+		b.Run(fmt.Sprintf("reuse=%v", reuse), func(b *testing.B) {
+			raw, _ := Encode(nil, benchPublish(1, 64), V5)
+			stream := bytes.Repeat(raw, 1024)
+			src := bytes.NewReader(stream)
+			br := bufio.NewReaderSize(src, 64*1024)
+			r := NewReader(br, 0)
+			r.SetVersion(V5)
+			if reuse {
+				r.ReusePackets()
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(raw)))
+			i := 0
+			for b.Loop() {
+				if i%1024 == 0 {
+					src.Reset(stream)
+					br.Reset(src)
+				}
+				i++
+				if _, err := r.Read(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
+}
+
+// BenchmarkEncodeAck writes a PUBACK through Encode (a packet value) and
+// through AppendAck (none), as a broker does for every QoS 1 message.
+func BenchmarkEncodeAck(b *testing.B) {
+	buf := make([]byte, 0, 64)
+	b.Run("Encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var err error
+			if buf, err = Encode(buf[:0], &Puback{PacketID: 7}, V5); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("AppendAck", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var err error
+			if buf, err = AppendAck(buf[:0], TypePuback, 7, Success, V5); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchmarkDecodeConnect decodes a typical 5.0 CONNECT: client id, user
