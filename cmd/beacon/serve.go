@@ -47,7 +47,6 @@ func serve(ctx context.Context, stopSignals func(), args []string, stderr io.Wri
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	applyMemoryLimit(c, logger)
-	applyMinProcs(logger) // procs.go
 
 	store, err := openStore(c.storage, c.dataDir, c.durability, c.diskReserve, logger)
 	if err != nil {
