@@ -212,9 +212,9 @@ func (c *client) sendPublishAck(p *packets.Publish, rc packets.ReasonCode) error
 }
 
 // recordPublishAck is the state change of acknowledging a PUBLISH of QoS
-// qos and packet identifier id with rc: a
-// successful QoS 2 PUBLISH enters the session's inbound set. It returns
-// the reason code to send (always Success for 3.1.1).
+// qos and packet identifier id with rc: a successful QoS 2 PUBLISH enters
+// the session's inbound set. It returns the reason code to send (always
+// Success for 3.1.1).
 func (c *client) recordPublishAck(qos byte, id uint16, rc packets.ReasonCode) packets.ReasonCode {
 	if c.version != packets.V5 {
 		rc = packets.Success
