@@ -86,6 +86,26 @@ func TestCongestionWaitEndsWhenSubscriberStalls(t *testing.T) {
 	if !s.Congested() {
 		t.Fatal("not congested")
 	}
+	waitReturns(t, s, "WaitUncongested still waiting for a subscriber that acknowledges nothing")
+	if !s.Congested() {
+		t.Fatal("the stalled session is no longer congested")
+	}
+	// Marked stalled, so later waits return without waiting for progress
+	// (that they do not wait congestStall each is checked through the
+	// broker: TestBackPressureStuckQoS0Subscriber).
+	waitReturns(t, s, "WaitUncongested waited again for a subscriber known to be stalled")
+	s.mu.Lock()
+	stalled := s.cong.stalled
+	s.mu.Unlock()
+	if !stalled {
+		t.Fatal("the session is not marked stalled")
+	}
+}
+
+// waitReturns fails with msg unless s.WaitUncongested(time.Hour) returns
+// within 30 s.
+func waitReturns(t *testing.T, s *Session, msg string) {
+	t.Helper()
 	returned := make(chan struct{})
 	go func() {
 		s.WaitUncongested(time.Hour)
@@ -94,28 +114,6 @@ func TestCongestionWaitEndsWhenSubscriberStalls(t *testing.T) {
 	select {
 	case <-returned:
 	case <-time.After(30 * time.Second):
-		t.Fatal("WaitUncongested still waiting for a subscriber that acknowledges nothing")
-	}
-	if !s.Congested() {
-		t.Fatal("the stalled session is no longer congested")
-	}
-	// Marked stalled, so later waits return without waiting for progress
-	// (that they do not wait congestStall each is checked through the
-	// broker: TestBackPressureStuckQoS0Subscriber).
-	returned = make(chan struct{})
-	go func() {
-		s.WaitUncongested(time.Hour)
-		close(returned)
-	}()
-	select {
-	case <-returned:
-	case <-time.After(30 * time.Second):
-		t.Fatal("WaitUncongested waited again for a subscriber known to be stalled")
-	}
-	s.mu.Lock()
-	stalled := s.cong.stalled
-	s.mu.Unlock()
-	if !stalled {
-		t.Fatal("the session is not marked stalled")
+		t.Fatal(msg)
 	}
 }
