@@ -231,7 +231,8 @@ type Badger struct {
 	bytesWritten  int64     // estimated bytes committed
 	bytesAt       int64     // bytesWritten at the last free-space reading
 	freeAt        time.Time // time of the last free-space reading
-	full          bool      // the last reading was below MinFreeBytes
+	free          int64     // the last reading; -1: unknown (not enforced)
+	full          bool      // the disk was below the reserve at the last check
 	freeErrLogged bool
 }
 

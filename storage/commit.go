@@ -247,7 +247,8 @@ func (b *Badger) commitLoop() {
 type txnState struct {
 	txn    *badger.Txn
 	reqs   []*writeReq // applied to txn, not yet committed
-	size   int64       // estimated bytes written
+	size   int64       // estimated bytes written (big values as pointers)
+	vlog   int64       // bytes of values that go to the value log
 	count  int64       // entries written
 	dels   int64       // entries deleted
 	head   uint64      // staged head
@@ -258,7 +259,7 @@ type txnState struct {
 func (b *Badger) newTxn(st *txnState) {
 	st.txn = b.db.NewTransaction(true)
 	st.reqs = st.reqs[:0]
-	st.size, st.count, st.dels = 0, 0, 0
+	st.size, st.vlog, st.count, st.dels = 0, 0, 0, 0
 	st.head, st.rev = b.head.Load(), b.rev
 	clear(st.deltas)
 }
@@ -299,7 +300,7 @@ func (b *Badger) flush(st *txnState) {
 		b.rev = st.rev
 		b.written.Add(uint64(st.count))
 		b.deleted.Add(uint64(st.dels))
-		b.bytesWritten += st.size
+		b.bytesWritten += st.size + st.vlog
 		if len(st.deltas) > 0 {
 			b.countMu.Lock()
 			for id, d := range st.deltas {
@@ -329,7 +330,6 @@ func (b *Badger) commitGroup(group []*writeReq) {
 	st := &txnState{deltas: make(map[string]int)}
 	b.newTxn(st)
 	limitSize, limitCount := b.db.MaxBatchSize()/2, b.db.MaxBatchCount()/2
-	checked, full := false, false
 	for _, r := range group {
 		switch r.kind {
 		case wDeleteSession:
@@ -341,15 +341,13 @@ func (b *Badger) commitGroup(group []*writeReq) {
 			r.err = b.flushMemtables()
 			continue
 		}
-		if growing(r) {
-			if !checked {
-				checked, full = true, b.diskFull()
-			}
-			if full {
-				b.fullRefused.Add(1)
-				r.err = b.errBelowReserve()
-				continue
-			}
+		// Every write that adds a message is checked against the reserve
+		// with what the group has written so far and its own size, so
+		// that no group, however big, takes the disk past the reserve.
+		if growing(r) && b.diskFull(st.size+st.vlog+b.diskSize(r)) {
+			b.fullRefused.Add(1)
+			r.err = b.errBelowReserve()
+			continue
 		}
 		size, count := b.estimate(r)
 		if (size > limitSize || count > limitCount) && b.applyInParts(st, r, size, count, limitSize, limitCount) {
@@ -508,6 +506,41 @@ func (b *Badger) estimate(r *writeReq) (size, count int64) {
 	return int64(len(r.id)) + 64, 1
 }
 
+// msgSizeGuess is about the bytes of m's encoded value.
+func msgSizeGuess(m *Message) int64 {
+	return int64(len(m.Topic)+len(m.Payload)+len(m.Publisher)+propsSizeGuess(m)) + 48
+}
+
+// diskSize estimates the bytes a write that adds messages puts on disk:
+// estimate's figure, plus the values that go to the value log, which
+// estimate counts only as pointers.
+func (b *Badger) diskSize(r *writeReq) int64 {
+	size, _ := b.estimate(r)
+	switch r.kind {
+	case wAppend:
+		for _, m := range r.msgs {
+			if n := msgSizeGuess(m); n >= b.opts.ValueThreshold {
+				size += n
+			}
+		}
+	case wSetRetained, wAddDelayed:
+		if n := msgSizeGuess(r.msg); n >= b.opts.ValueThreshold {
+			size += n
+		}
+	}
+	return size
+}
+
+// bigValue reports whether v goes to the value log, and counts it in the
+// transaction's value-log bytes if so.
+func (b *Badger) bigValue(st *txnState, v []byte) bool {
+	if int64(len(v)) < b.opts.ValueThreshold {
+		return false
+	}
+	st.vlog += int64(len(v))
+	return true
+}
+
 func propsSizeGuess(m *Message) int {
 	p := &m.Properties
 	n := 64 + len(p.ContentType) + len(p.ResponseTopic) + len(p.CorrelationData) + 5*len(p.SubscriptionIDs)
@@ -528,7 +561,7 @@ func (b *Badger) apply(st *txnState, r *writeReq) error {
 			st.head++
 			m.Seq = st.head
 			v := appendMessage(make([]byte, 0, 48+len(m.Topic)+len(m.Publisher)+len(m.Payload)+propsSizeGuess(m)), m)
-			if int64(len(v)) >= b.opts.ValueThreshold {
+			if b.bigValue(st, v) {
 				b.vlogWritten.Add(uint64(len(v)))
 			}
 			if err := txn.Set(msgKey(m.Seq), v); err != nil {
@@ -615,13 +648,15 @@ func (b *Badger) apply(st *txnState, r *writeReq) error {
 		}
 		return txn.Delete(k)
 	case wSetRetained:
-		return txn.Set(retainedKey(r.msg.Topic), appendMessage(nil, r.msg))
+		v := appendMessage(nil, r.msg)
+		b.bigValue(st, v)
+		return txn.Set(retainedKey(r.msg.Topic), v)
 	case wDeleteRetained:
 		return txn.Delete(retainedKey(r.id))
 	case wSetCursor:
 		return txn.Set(cursorKey(r.id), u64(r.seqs[0]))
 	case wAddDelayed, wRemoveDelayed:
-		return b.applyDelayed(txn, r)
+		return b.applyDelayed(st, r)
 	}
 	return nil
 }

@@ -51,11 +51,14 @@ func (b *Badger) RemoveDelayed(id uint64) error {
 }
 
 // applyDelayed is the committer's part of AddDelayed and RemoveDelayed.
-func (b *Badger) applyDelayed(txn *badger.Txn, r *writeReq) error {
+func (b *Badger) applyDelayed(st *txnState, r *writeReq) error {
+	txn := st.txn
 	if r.kind == wAddDelayed {
 		b.did++
 		r.did = b.did
-		if err := txn.Set(delayedKey(r.due, r.did), appendMessage(nil, r.msg)); err != nil {
+		v := appendMessage(nil, r.msg)
+		b.bigValue(st, v)
+		if err := txn.Set(delayedKey(r.due, r.did), v); err != nil {
 			return err
 		}
 		if err := txn.Set(dueOfKey(r.did), u64(uint64(max(r.due, 0)))); err != nil {

@@ -58,6 +58,10 @@ const (
 	freeCheckBytes = 1 << 20
 )
 
+// freeSpace reads the free space of the data dir's filesystem (a variable
+// for tests).
+var freeSpace = freeBytes
+
 // keyFlush is the marker key flushMemtables writes and drops (keys.go).
 var keyFlush = []byte("x/flush")
 
@@ -241,37 +245,45 @@ func growing(r *writeReq) bool {
 	return false
 }
 
-// diskFull reports whether the data dir's filesystem is below the reserve,
-// re-reading its free space when the last reading is too old or enough was
-// written since. Committer only.
-func (b *Badger) diskFull() bool {
+// diskFull reports whether writing pending more bytes (the group's so far
+// and the request's own) would take the data dir's filesystem below the
+// reserve. The free space is read again when the last reading is older
+// than freeCheckEvery or freeCheckBytes were written since; in between,
+// what was written since the reading is taken off it, so a burst of big
+// messages cannot fill the disk between two readings. Committer only.
+func (b *Badger) diskFull(pending int64) bool {
 	if b.opts.MinFreeBytes < 0 {
 		return false
 	}
 	now := time.Now()
-	if now.Sub(b.freeAt) < freeCheckEvery && b.bytesAt+freeCheckBytes > b.bytesWritten {
-		return b.full
-	}
-	b.freeAt, b.bytesAt = now, b.bytesWritten
-	free, err := freeBytes(b.opts.Dir)
-	if err != nil {
-		if !b.freeErrLogged {
-			b.freeErrLogged = true
-			b.log.Warn("cannot read free disk space; the reserve is not enforced", "err", err)
+	if b.freeAt.IsZero() || now.Sub(b.freeAt) >= freeCheckEvery || b.bytesWritten+pending-b.bytesAt >= freeCheckBytes {
+		b.freeAt, b.bytesAt = now, b.bytesWritten
+		free, err := freeSpace(b.opts.Dir)
+		if err != nil {
+			if !b.freeErrLogged {
+				b.freeErrLogged = true
+				b.log.Warn("cannot read free disk space; the reserve is not enforced", "err", err)
+			}
+			free = -1
 		}
+		b.free = free
+	}
+	if b.free < 0 {
 		b.full = false
 		return false
 	}
-	full := free < b.opts.MinFreeBytes
-	if full != b.full {
+	free := b.free - (b.bytesWritten - b.bytesAt)
+	// The log says when the disk itself crosses the reserve; a write
+	// refused only for its own size is counted, not logged.
+	if full := free < b.opts.MinFreeBytes; full != b.full {
 		if full {
 			b.log.Error("disk almost full: refusing new messages until space is freed", "free_bytes", free, "reserve_bytes", b.opts.MinFreeBytes)
 		} else {
 			b.log.Warn("disk space back above the reserve: accepting new messages", "free_bytes", free)
 		}
+		b.full = full
 	}
-	b.full = full
-	return full
+	return free-pending < b.opts.MinFreeBytes
 }
 
 // errBelowReserve is the error of a write refused by the reserve.

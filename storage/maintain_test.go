@@ -159,6 +159,58 @@ func TestBadgerValueLogGCByVolume(t *testing.T) {
 	})
 }
 
+// TestBadgerReserveHoldsUnderBurst: messages big enough for the value log,
+// written faster than the free space is read again, stop at the reserve.
+// The filesystem is simulated (its free space falls by exactly what the
+// data dir allocates) so that nothing else on the machine moves it: 10 MiB
+// free at the start and a 6 MiB reserve leave room for 4 MiB. Badger
+// writes through memory-mapped files, so writing past a really full disk
+// is a SIGBUS, not an error (mqtt's TestFullDiskRefusesAndRecovers shows
+// it on a real one).
+// Not parallel: it replaces freeSpace.
+func TestBadgerReserveHoldsUnderBurst(t *testing.T) {
+	dir := t.TempDir()
+	o := DefaultBadgerOptions(dir)
+	o.Logger = testLogger(t)
+	o.MemTableSize = 1 << 20
+	o.MinFreeBytes = 6 << 20
+	s, err := OpenBadger(o)
+	must(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	base := dirBlocks(t, dir)
+	freeSpace = func(string) (int64, error) { return base + 10<<20 - dirBlocks(t, dir), nil }
+	t.Cleanup(func() { freeSpace = freeBytes })
+
+	big := func(i int) *Message {
+		m := msg("t/big", fmt.Sprint(i))
+		m.Payload = append(m.Payload, make([]byte, 64<<10)...)
+		return m
+	}
+	// One Append of 5 MiB does not fit the 4 MiB left: refused whole.
+	burst := make([]*Message, 80)
+	for i := range burst {
+		burst[i] = big(i)
+	}
+	if err := s.Append(context.Background(), burst...); !errors.Is(err, ErrFull) {
+		t.Fatalf("Append of 5 MiB with 4 MiB above the reserve = %v, want ErrFull", err)
+	}
+	// One at a time, as fast as they commit: refused once 4 MiB are used.
+	accepted := 0
+	for ; accepted < 1000; accepted++ {
+		err := s.Append(context.Background(), big(accepted))
+		if errors.Is(err, ErrFull) {
+			break
+		}
+		must(t, err)
+	}
+	if max := 4<<20/(64<<10) + 1; accepted > max || accepted < max/2 {
+		t.Fatalf("%d messages of 64 KiB accepted with 4 MiB above the reserve, want %d..%d", accepted, max/2, max)
+	}
+	if used := dirBlocks(t, dir) - base; used > 6<<20 {
+		t.Fatalf("the data dir grew by %d bytes, more than the 4 MiB above the reserve and a little", used)
+	}
+}
+
 // TestBadgerDiskReserve: below MinFreeBytes free, writes that add messages
 // fail with ErrFull; deletions and small records still succeed, so sessions
 // can connect and drain and the log can be collected.
