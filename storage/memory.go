@@ -67,7 +67,10 @@ func (s *Memory) Close() error {
 }
 
 // Append assigns each message the next sequence number, in argument order,
-// and stores a copy. Memory has no durability to wait for.
+// and keeps it: a message is immutable once appended (Log.Append), so no
+// copy is made. The deep copy this saves was 14 % of the broker's CPU in a
+// fan-in of 1 KiB messages (docs/performance.md). Readers still get
+// copies. Memory has no durability to wait for.
 func (s *Memory) Append(ctx context.Context, msgs ...*Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -80,7 +83,7 @@ func (s *Memory) Append(ctx context.Context, msgs ...*Message) error {
 	for _, m := range msgs {
 		s.head++
 		m.Seq = s.head
-		s.log = append(s.log, memEntry{seq: m.Seq, m: cloneMessage(m)})
+		s.log = append(s.log, memEntry{seq: m.Seq, m: m})
 	}
 	return nil
 }

@@ -61,6 +61,13 @@ type Log interface {
 	// error Seq is left 0 and the caller must not acknowledge the messages;
 	// they may still be on disk (a failed fsync after the write), which makes
 	// a retry a duplicate, never a loss.
+	//
+	// A message is immutable once appended: the store may keep the value
+	// it is given (the memory store does, to save a copy per message), so
+	// the caller must not change it, or anything it points to, afterwards.
+	// The broker never does: by then the message is shared with every
+	// session it was routed to. What Get, Scan and the other readers
+	// return is the caller's own copy.
 	Append(ctx context.Context, msgs ...*Message) error
 	// Get returns the message with sequence seq, or ErrNotFound.
 	Get(seq uint64) (*Message, error)

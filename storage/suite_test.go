@@ -253,19 +253,25 @@ func testCopyOnStore(t *testing.T, s Store) {
 	closeStore(t, s)
 	m := msg("a", "original")
 	m.Properties.User = []packets.UserProperty{{Key: "k", Value: "v"}}
+	// An appended message is immutable (Log.Append): the store may keep
+	// it, so only what readers get back must be their own copy.
 	must(t, s.Append(context.Background(), m))
-	m.Payload[0] = 'X'
-	m.Properties.User[0].Value = "changed"
 	got, err := s.Get(m.Seq)
 	must(t, err)
-	if string(got.Payload) != "original" || got.Properties.User[0].Value != "v" {
-		t.Fatalf("caller's mutation after Append reached the store: %q %v", got.Payload, got.Properties.User)
-	}
 	got.Payload[0] = 'Y'
+	got.Properties.User[0].Value = "changed"
 	again, err := s.Get(m.Seq)
 	must(t, err)
+	if string(again.Payload) != "original" || again.Properties.User[0].Value != "v" {
+		t.Fatalf("mutation of a returned message reached the store: %q %v", again.Payload, again.Properties.User)
+	}
+	var scanned *Message
+	must(t, s.Scan(m.Seq, func(x *Message) bool { scanned = x; return false }))
+	scanned.Payload[0] = 'Z'
+	again, err = s.Get(m.Seq)
+	must(t, err)
 	if string(again.Payload) != "original" {
-		t.Fatalf("mutation of a returned message reached the store: %q", again.Payload)
+		t.Fatalf("mutation of a scanned message reached the store: %q", again.Payload)
 	}
 
 	sess := &Session{ClientID: "c", Subscriptions: []Subscription{{Filter: "a/#", QoS: 1}}}
