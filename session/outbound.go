@@ -58,9 +58,9 @@ func (s *Session) Push(d *Delivery) error {
 	d.State = storage.PendingQueued
 	d.PacketID = 0
 	d.stored = false
-	if d.Seq <= s.spill.rmMax {
+	if d.Seq <= s.spill.rmMax || d.Seq <= s.spill.removingHigh {
 		// The entry about to be stored must not be removed by the pending
-		// batch of removals (queue.go).
+		// batch of removals or one under way (queue.go).
 		s.flushRemovalsLocked()
 	}
 	if s.spillingLocked() {
@@ -410,6 +410,9 @@ func (s *Session) LowestPendingSeq() uint64 {
 		if seq != 0 && (low == 0 || seq < low) {
 			low = seq
 		}
+	}
+	if r := s.spill.removingLow; r != 0 && (low == 0 || r < low) {
+		low = r
 	}
 	return low
 }

@@ -3,6 +3,7 @@ package session
 import (
 	"math"
 	"sync"
+	"time"
 
 	"github.com/beaconmq/beacon/storage"
 )
@@ -23,9 +24,12 @@ import (
 // store.
 //
 // Removal of completed deliveries is batched: PUBACK and PUBCOMP only note
-// the sequence number, and the pending entries are removed together when
-// removeBatch have gathered, when the session has nothing left in flight or
-// queued, before a refill scans the store, and on detach. A removal lost in
+// the sequence number, and the pending entries are removed together once
+// removeEvery has passed since the first of the batch completed (or
+// removeBatch have gathered), when the session has nothing left in flight
+// or queued, before a refill scans entries the batch holds, and on detach.
+// A batch removed for its age or size is removed in the background
+// (startRemovalsLocked), so a drain is not slowed by it. A removal lost in
 // a crash costs no message and no duplicate QoS 2 delivery:
 //
 //   - QoS 1: the delivery is made again after the restart, a duplicate QoS 1
@@ -39,8 +43,9 @@ import (
 //     (a PUBREC with an error code) is removed synchronously, since its
 //     stored entry would otherwise resend the PUBLISH.
 //
-// The entry of a completed delivery may thus outlive it for a while; the
-// refill flushes the batch first so it never pages such an entry in again,
+// The entry of a completed delivery may thus outlive it for up to about
+// removeEvery (a crash makes those deliveries again, at QoS 1); the
+// refill flushes the batch first when it could page such an entry in again,
 // Push flushes it before storing a sequence number the batch holds (a
 // retained message delivered again), and LowestPendingSeq counts the batch
 // so the log collector keeps the messages those entries point at.
@@ -48,9 +53,18 @@ import (
 // DefaultMaxInMemory is the default of Config.MaxInMemory.
 const DefaultMaxInMemory = 1024
 
-// removeBatch is the number of completed deliveries whose pending entries
-// are removed in one store call.
-const removeBatch = 512
+// removeEvery and removeBatch bound a batch of removals by age and size.
+// Removing pending entries is a quarter of the broker's work while a
+// backlog drains (a badger delete each, and with durability sync an fsync
+// per store call): with batches of 512, a 100,000-message drain with sync
+// ran at 190k msg/s, at 245k without removals (docs/performance.md). A
+// batch a second old is removed in the background. The batches of all
+// sessions together hold at most about a second of the broker's completed
+// deliveries, 8 bytes each.
+const (
+	removeEvery = time.Second
+	removeBatch = 1 << 18
+)
 
 // spillState is the part of a durable session's queue that lives only in
 // the store, and the completed deliveries whose pending entries are still
@@ -60,8 +74,15 @@ type spillState struct {
 	count int    // how many (for MaxQueued and Counts)
 	from  uint64 // no spilled entry has a lower sequence number
 
-	rm    []uint64 // completed deliveries whose entries are not removed yet
-	rmMax uint64   // the highest sequence number in rm
+	rm      []uint64  // completed deliveries whose entries are not removed yet
+	rmMax   uint64    // the highest sequence number in rm
+	rmSince time.Time // when the first of rm completed
+
+	// removing counts the batches of rm being removed without the session
+	// lock (startRemovalsLocked); removingLow and removingHigh bound the
+	// sequence numbers they hold (0 when none is under way).
+	removing                  int
+	removingLow, removingHigh uint64
 
 	// writing holds the sequence numbers of spilled entries being written
 	// right now (without the session lock, see spillLocked); done is
@@ -77,12 +98,14 @@ func (s *Session) endSpillLocked() {
 	s.spill.on, s.spill.count, s.spill.from = false, 0, 0
 }
 
-// waitSpillWritesLocked waits until no spilled entry is being written, so
-// that the caller can delete or take over the store's entries.
+// waitSpillWritesLocked waits until no spilled entry is being written and
+// no batch of removals is under way, so that the caller can delete or take
+// over the store's entries.
 func (s *Session) waitSpillWritesLocked() {
 	for len(s.spill.writing) > 0 {
 		s.spill.done.Wait()
 	}
+	s.waitRemovalsLocked()
 }
 
 // memLimitLocked is the number of queued deliveries kept in memory.
@@ -128,8 +151,8 @@ func (s *Session) spillLocked(d *Delivery) error {
 	s.spill.count++
 	if s.spill.writing == nil {
 		s.spill.writing = make(map[uint64]int)
-		s.spill.done = sync.NewCond(&s.mu)
 	}
+	s.spillCondLocked()
 	s.spill.writing[seq]++
 	p := d.Pending
 	s.mu.Unlock()
@@ -182,8 +205,12 @@ func (s *Session) pageInLocked(want int) {
 	if s.fenced {
 		return
 	}
-	// Completed deliveries must not come back from the store.
-	s.flushRemovalsLocked()
+	// Completed deliveries must not come back from the store: removals the
+	// scan could see are made first. Those of a drain are below where it
+	// reads (they were paged in before), so it does not wait for them.
+	if s.spill.rmMax >= s.spill.from || s.spill.removingHigh >= s.spill.from {
+		s.flushRemovalsLocked()
+	}
 	var ps []storage.Pending
 	next, more := s.spill.from, false
 	// An entry still being written may be committed after entries with
@@ -277,16 +304,82 @@ func (s *Session) removeLocked(d *Delivery) {
 		_ = s.storeErr(s.cfg.Store.RemovePending(s.id, d.Seq))
 		return
 	}
+	if len(s.spill.rm) == 0 {
+		s.spill.rmSince = s.now()
+	}
 	s.spill.rm = append(s.spill.rm, d.Seq)
 	s.spill.rmMax = max(s.spill.rmMax, d.Seq)
-	if len(s.spill.rm) >= removeBatch {
-		s.flushRemovalsLocked()
+	// The clock is read every 256 completions, not for each.
+	if n := len(s.spill.rm); n >= removeBatch || n%256 == 0 && s.now().Sub(s.spill.rmSince) >= removeEvery {
+		s.startRemovalsLocked()
+	}
+}
+
+// startRemovalsLocked removes the batch in a goroutine, without the
+// session lock, so that neither the acknowledgement that completed it nor
+// the deliveries after it wait for the store. Nothing a reader of the
+// store can tell changes:
+//
+//   - Every place that needs the removals done calls flushRemovalsLocked,
+//     which first waits for the batches under way: the detach, an idle
+//     session making the store exact, a Push of a sequence number at or
+//     below removingHigh (the entry stored again must not be removed by
+//     the batch), retention, and the session's delete (through
+//     waitSpillWritesLocked).
+//   - A refill waits only when a batch under way holds a sequence number
+//     its scan could see (pageInLocked).
+//   - LowestPendingSeq counts the batches under way, so the log collector
+//     keeps the messages their entries point at until they are gone.
+//
+// A batch that fails is counted like any store error; its entries stay,
+// which costs what a removal lost in a crash costs (above).
+func (s *Session) startRemovalsLocked() {
+	rm := s.spill.rm
+	s.spill.rm, s.spill.rmMax = nil, 0
+	if len(rm) == 0 || !s.durableLocked() || s.fenced {
+		return
+	}
+	low := rm[0]
+	for _, seq := range rm {
+		low = min(low, seq)
+		s.spill.removingHigh = max(s.spill.removingHigh, seq)
+	}
+	if s.spill.removing == 0 || low < s.spill.removingLow {
+		s.spill.removingLow = low
+	}
+	s.spill.removing++
+	s.spillCondLocked()
+	go func() {
+		err := s.cfg.Store.RemovePending(s.id, rm...)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_ = s.storeErr(err)
+		if s.spill.removing--; s.spill.removing == 0 {
+			s.spill.removingLow, s.spill.removingHigh = 0, 0
+		}
+		s.spill.done.Broadcast()
+	}()
+}
+
+// waitRemovalsLocked waits until no batch of removals is under way.
+func (s *Session) waitRemovalsLocked() {
+	for s.spill.removing > 0 {
+		s.spill.done.Wait()
+	}
+}
+
+// spillCondLocked makes s.spill.done, on which the store calls made
+// without the session lock signal their end.
+func (s *Session) spillCondLocked() {
+	if s.spill.done == nil {
+		s.spill.done = sync.NewCond(&s.mu)
 	}
 }
 
 // flushRemovalsLocked removes the pending entries of the completed
-// deliveries noted by removeLocked.
+// deliveries noted by removeLocked, after the batches under way.
 func (s *Session) flushRemovalsLocked() {
+	s.waitRemovalsLocked()
 	if len(s.spill.rm) == 0 {
 		return
 	}

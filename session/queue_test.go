@@ -390,3 +390,113 @@ func TestPagingConcurrentPublishers(t *testing.T) {
 		t.Fatalf("store still holds %d pending entries", c)
 	}
 }
+
+// gatedStore holds RemovePending calls until release is closed.
+type gatedStore struct {
+	*storage.Memory
+	entered chan []uint64
+	release chan struct{}
+}
+
+func (g *gatedStore) RemovePending(clientID string, seqs ...uint64) error {
+	g.entered <- seqs
+	<-g.release
+	return g.Memory.RemovePending(clientID, seqs...)
+}
+
+// storedSeqs is the set of sequence numbers with a pending entry for c.
+func storedSeqs(t *testing.T, st storage.Store) map[uint64]bool {
+	t.Helper()
+	got := map[uint64]bool{}
+	if err := st.ScanPending("c", 0, func(p storage.Pending) bool { got[p.Seq] = true; return true }); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// A batch of removals a second old is removed in the background: the
+// acknowledgement that completes it does not wait for the store, the log
+// collector still keeps the messages its entries point at, and a delivery
+// stored again under one of its sequence numbers (a retained message sent
+// once more) is stored after the removal, not wiped out by it.
+func TestBatchedRemovalInBackground(t *testing.T) {
+	f := newFixture()
+	g := &gatedStore{Memory: f.store, entered: make(chan []uint64, 1), release: make(chan struct{})}
+	cfg := f.pagingConfig("c", 1000, 1000)
+	cfg.Store = g
+	s := New(cfg)
+	if err := s.Save(); err != nil {
+		t.Fatal(err)
+	}
+	w := &recWriter{}
+	s.Attach(w, 0)
+	var ds []*Delivery
+	for range 300 {
+		d := f.msg(t, 1, 0)
+		if err := s.Push(d); err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	held := f.msg(t, 1, 0) // stays in flight: the session never goes idle
+	if err := s.Push(held); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(storedSeqs(t, f.store)); n != 301 {
+		t.Fatalf("%d pending entries stored, want 301", n)
+	}
+	ack := func(i int) {
+		t.Helper()
+		if _, err := s.Puback(w.pubs[i].PacketID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ack(0)
+	f.now = f.now.Add(2 * removeEvery)
+	for i := 1; i < 256; i++ {
+		ack(i) // the 256th completion finds the batch old enough
+	}
+	var batch []uint64
+	select {
+	case batch = <-g.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("256 completions, the first 2 s old: no batch of removals started within 10 s")
+	}
+	if len(batch) != 256 {
+		t.Fatalf("batch of %d removals, want 256", len(batch))
+	}
+	// The store call is held, and the acknowledgement that started it has
+	// returned.
+	if low := s.LowestPendingSeq(); low > ds[0].Seq {
+		t.Fatalf("LowestPendingSeq %d while the removal of %d is under way", low, ds[0].Seq)
+	}
+	again := &Delivery{Pending: storage.Pending{Seq: ds[5].Seq, QoS: 1}, Msg: ds[5].Msg}
+	pushed := make(chan error, 1)
+	go func() { pushed <- s.Push(again) }()
+	// Push must wait for the batch: it may not return (having stored the
+	// entry the batch is about to remove) while the removal is held. A
+	// negative can only be watched for a while; 200 ms is long enough to
+	// catch a Push that does not wait, and a Push that waits passes
+	// however slow the machine.
+	select {
+	case err := <-pushed:
+		t.Fatalf("Push of seq %d returned (%v) while the removal of that seq was still under way", again.Seq, err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(g.release)
+	if err := <-pushed; err != nil {
+		t.Fatal(err)
+	}
+	stored := storedSeqs(t, f.store)
+	if !stored[ds[5].Seq] {
+		t.Fatalf("the delivery stored again under seq %d was removed by the batch before it", ds[5].Seq)
+	}
+	for _, d := range ds[:256] {
+		if d != ds[5] && stored[d.Seq] {
+			t.Fatalf("seq %d still stored after its batch of removals", d.Seq)
+		}
+	}
+	if !stored[ds[256].Seq] || !stored[held.Seq] {
+		t.Fatal("entries of deliveries still in flight were removed")
+	}
+}
