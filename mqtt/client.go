@@ -225,40 +225,46 @@ func (c *client) writeLoop() {
 }
 
 // readLoop reads and handles packets until the connection ends, then tears
-// the connection down.
-func (c *client) readLoop() {
-	defer c.teardown()
+// the connection down and releases its place in the server's limits.
+//
+// It runs in two goroutines one after the other: the first reads and
+// handles CONNECT (r nil), then starts the second for every packet after
+// it and ends. Handling CONNECT (authentication, the session, logging)
+// grows a goroutine's stack to 4 KiB or more, and a stack shrinks only
+// when less than a quarter of it is used, so a connection read by one
+// goroutine throughout kept that stack while idle: 4 KiB of the 8 KiB an
+// idle connection cost. The second goroutine starts with the runtime's
+// usual small stack and, blocked in a read, needs no more
+// (docs/performance.md).
+func (c *client) readLoop(r *packets.Reader) {
+	moved := false
+	defer func() {
+		if !moved {
+			c.teardown()
+			c.srv.release(c)
+		}
+	}()
 	defer func() {
 		// A bug handling one client's packet must not take the broker down:
 		// log it with the stack and close this connection.
-		if r := recover(); r != nil {
-			c.log.Error("panic handling connection", "panic", r, "stack", string(debug.Stack()))
+		if v := recover(); v != nil {
+			c.log.Error("panic handling connection", "panic", v, "stack", string(debug.Stack()))
 			c.kick(packets.ImplementationSpecificError)
 		}
 	}()
-	c.in.c = c
-	defer c.in.release()
-	r := packets.NewReader(&c.in, int(c.srv.opts.MaxPacketSize))
-	// The first packet must be CONNECT, within ConnectTimeout [MQTT-3.1.0-1].
-	_ = c.conn.SetReadDeadline(time.Now().Add(c.srv.opts.ConnectTimeout))
-	p, err := r.Read()
-	if err != nil {
-		c.connectReadError(r, err)
+	defer func() {
+		if !moved {
+			c.in.release()
+		}
+	}()
+	if r == nil {
+		next, ok := c.readConnect()
+		if !ok {
+			return
+		}
+		moved = true
+		c.srv.goTracked(func() { c.readLoop(next) })
 		return
-	}
-	cp, ok := p.(*packets.Connect)
-	if !ok {
-		c.srv.stats.ProtocolErrors.Add(1)
-		c.log.Debug("first packet is not CONNECT", "type", p.Type()) // [MQTT-3.1.0-1]
-		return
-	}
-	if !c.handleConnect(cp) {
-		return
-	}
-	r.SetVersion(c.version)
-	r.ReusePackets() // handle keeps no PUBLISH or ack value past its return
-	if c.keepAlive == 0 {
-		_ = c.conn.SetReadDeadline(time.Time{})
 	}
 	// The read deadline is moved at most every slack, not for each packet
 	// (a timer update per packet was 5 % of the CPU of a QoS 1 fan-in): set
@@ -286,6 +292,35 @@ func (c *client) readLoop() {
 			return
 		}
 	}
+}
+
+// readConnect reads and handles the CONNECT packet and, if the connection
+// goes on, returns the reader for the packets after it.
+func (c *client) readConnect() (*packets.Reader, bool) {
+	c.in.c = c
+	r := packets.NewReader(&c.in, int(c.srv.opts.MaxPacketSize))
+	// The first packet must be CONNECT, within ConnectTimeout [MQTT-3.1.0-1].
+	_ = c.conn.SetReadDeadline(time.Now().Add(c.srv.opts.ConnectTimeout))
+	p, err := r.Read()
+	if err != nil {
+		c.connectReadError(r, err)
+		return nil, false
+	}
+	cp, ok := p.(*packets.Connect)
+	if !ok {
+		c.srv.stats.ProtocolErrors.Add(1)
+		c.log.Debug("first packet is not CONNECT", "type", p.Type()) // [MQTT-3.1.0-1]
+		return nil, false
+	}
+	if !c.handleConnect(cp) {
+		return nil, false
+	}
+	r.SetVersion(c.version)
+	r.ReusePackets() // handle keeps no PUBLISH or ack value past its return
+	if c.keepAlive == 0 {
+		_ = c.conn.SetReadDeadline(time.Time{})
+	}
+	return r, true
 }
 
 // errClientDisconnect ends the read loop after a DISCONNECT from the client.

@@ -277,10 +277,7 @@ func (s *Server) serveConn(conn net.Conn) *client {
 	}
 	s.clients[c] = struct{}{}
 	s.mu.Unlock()
-	s.goTracked(func() {
-		defer s.release(c)
-		c.readLoop()
-	})
+	s.goTracked(func() { c.readLoop(nil) })
 	return c
 }
 
