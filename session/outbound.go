@@ -220,8 +220,13 @@ func (s *Session) pumpLocked() {
 		_ = s.storeErr(s.cfg.Store.RemovePending(s.id, expired...))
 	}
 	if s.flight.Len() == 0 && s.qhead == len(s.queue) && !s.spill.on {
-		// Idle: make the store exact (queue.go).
-		s.flushRemovalsLocked()
+		// Idle: make the store exact (queue.go); a large batch, the end of
+		// a drain, in the background.
+		if len(s.spill.rm) >= idleRemoveInBackground {
+			s.startRemovalsLocked()
+		} else {
+			s.flushRemovalsLocked()
+		}
 	}
 	s.updateCongestionLocked()
 }

@@ -500,3 +500,56 @@ func TestBatchedRemovalInBackground(t *testing.T) {
 		t.Fatal("entries of deliveries still in flight were removed")
 	}
 }
+
+// A session that goes idle with a large batch of completed deliveries (the
+// end of a drain) removes it in the background: the last acknowledgement
+// does not wait for the store.
+func TestIdleRemovalOfLargeBatchInBackground(t *testing.T) {
+	f := newFixture()
+	g := &gatedStore{Memory: f.store, entered: make(chan []uint64, 1), release: make(chan struct{})}
+	cfg := f.pagingConfig("c", 10000, 10000)
+	cfg.Store = g
+	s := New(cfg)
+	if err := s.Save(); err != nil {
+		t.Fatal(err)
+	}
+	w := &recWriter{}
+	s.Attach(w, 0)
+	for range idleRemoveInBackground {
+		if err := s.Push(f.msg(t, 1, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acked := make(chan error, 1)
+	go func() {
+		for _, p := range w.pubs {
+			if _, err := s.Puback(p.PacketID); err != nil {
+				acked <- err
+				return
+			}
+		}
+		acked <- nil
+	}()
+	select {
+	case batch := <-g.entered:
+		if len(batch) != idleRemoveInBackground {
+			t.Fatalf("idle removal of %d entries, want %d", len(batch), idleRemoveInBackground)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no removal within 10 s of the session going idle")
+	}
+	// The removal is held; the acknowledgements have all returned.
+	select {
+	case err := <-acked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the last acknowledgement waited for the idle removal")
+	}
+	close(g.release)
+	s.FlushRemovals() // waits for the batch under way
+	if n := len(storedSeqs(t, f.store)); n != 0 {
+		t.Fatalf("%d pending entries left after the idle removal", n)
+	}
+}
