@@ -269,6 +269,8 @@ func (s *Server) appendDeadLetter(d *storage.Message, e *storage.DeadLetterEntry
 // once m is durable in the configured mode (QoS 1/2), so a caller may then
 // acknowledge it upstream. Bridges (direction in) and dead-letter replay
 // use it. Topics under the reserved $SYS/ and $dlq/ prefixes are refused.
+// The broker keeps m (sessions and the memory store share it), so the
+// caller must not change it afterwards (storage.Log.Append).
 func (s *Server) Publish(m *storage.Message) error {
 	if err := packets.ValidTopicName(m.Topic); err != nil {
 		return fmt.Errorf("mqtt: publish: %w", err)
