@@ -404,6 +404,24 @@ func (g *gatedStore) RemovePending(clientID string, seqs ...uint64) error {
 	return g.Memory.RemovePending(clientID, seqs...)
 }
 
+// gatedSession is an attached durable session "c" whose store holds
+// RemovePending calls until g.release is closed; n bounds both its
+// in-memory queue and its inflight window.
+func gatedSession(t *testing.T, n int) (*fixture, *gatedStore, *Session, *recWriter) {
+	t.Helper()
+	f := newFixture()
+	g := &gatedStore{Memory: f.store, entered: make(chan []uint64, 1), release: make(chan struct{})}
+	cfg := f.pagingConfig("c", n, uint16(n))
+	cfg.Store = g
+	s := New(cfg)
+	if err := s.Save(); err != nil {
+		t.Fatal(err)
+	}
+	w := &recWriter{}
+	s.Attach(w, 0)
+	return f, g, s, w
+}
+
 // storedSeqs is the set of sequence numbers with a pending entry for c.
 func storedSeqs(t *testing.T, st storage.Store) map[uint64]bool {
 	t.Helper()
@@ -420,16 +438,7 @@ func storedSeqs(t *testing.T, st storage.Store) map[uint64]bool {
 // stored again under one of its sequence numbers (a retained message sent
 // once more) is stored after the removal, not wiped out by it.
 func TestBatchedRemovalInBackground(t *testing.T) {
-	f := newFixture()
-	g := &gatedStore{Memory: f.store, entered: make(chan []uint64, 1), release: make(chan struct{})}
-	cfg := f.pagingConfig("c", 1000, 1000)
-	cfg.Store = g
-	s := New(cfg)
-	if err := s.Save(); err != nil {
-		t.Fatal(err)
-	}
-	w := &recWriter{}
-	s.Attach(w, 0)
+	f, g, s, w := gatedSession(t, 1000)
 	var ds []*Delivery
 	for range 300 {
 		d := f.msg(t, 1, 0)
@@ -505,16 +514,7 @@ func TestBatchedRemovalInBackground(t *testing.T) {
 // end of a drain) removes it in the background: the last acknowledgement
 // does not wait for the store.
 func TestIdleRemovalOfLargeBatchInBackground(t *testing.T) {
-	f := newFixture()
-	g := &gatedStore{Memory: f.store, entered: make(chan []uint64, 1), release: make(chan struct{})}
-	cfg := f.pagingConfig("c", 10000, 10000)
-	cfg.Store = g
-	s := New(cfg)
-	if err := s.Save(); err != nil {
-		t.Fatal(err)
-	}
-	w := &recWriter{}
-	s.Attach(w, 0)
+	f, g, s, w := gatedSession(t, 10000)
 	for range idleRemoveInBackground {
 		if err := s.Push(f.msg(t, 1, 0)); err != nil {
 			t.Fatal(err)

@@ -344,12 +344,12 @@ func (b *Badger) commitGroup(group []*writeReq) {
 		// Every write that adds a message is checked against the reserve
 		// with what the group has written so far and its own size, so
 		// that no group, however big, takes the disk past the reserve.
-		if growing(r) && b.diskFull(st.size+st.vlog+b.diskSize(r)) {
+		size, count := b.estimate(r)
+		if growing(r) && b.diskFull(st.size+st.vlog+b.diskSize(r, size)) {
 			b.fullRefused.Add(1)
 			r.err = b.errBelowReserve()
 			continue
 		}
-		size, count := b.estimate(r)
 		if (size > limitSize || count > limitCount) && b.applyInParts(st, r, size, count, limitSize, limitCount) {
 			continue
 		}
@@ -512,10 +512,9 @@ func msgSizeGuess(m *Message) int64 {
 }
 
 // diskSize estimates the bytes a write that adds messages puts on disk:
-// estimate's figure, plus the values that go to the value log, which
-// estimate counts only as pointers.
-func (b *Badger) diskSize(r *writeReq) int64 {
-	size, _ := b.estimate(r)
+// estimate's figure (size), plus the values that go to the value log,
+// which estimate counts only as pointers.
+func (b *Badger) diskSize(r *writeReq, size int64) int64 {
 	switch r.kind {
 	case wAppend:
 		for _, m := range r.msgs {
